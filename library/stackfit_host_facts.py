@@ -1,0 +1,89 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: the CPU and memory this host really offers, cgroup limits included."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stackfit_host_facts
+short_description: Detect the CPUs and memory a host really offers, cgroup limits included
+description:
+  - Returns C(ansible_facts.stackfit_host) with the CPUs this process can use (affinity mask and
+    cgroup CPU quota), the memory it can use (MemTotal and the cgroup memory limit), and whether
+    systemd is the service manager.
+  - Reads cgroup v2 (C(cpu.max), C(memory.max)) and v1 (C(cpu.cfs_quota_us), C(memory.limit_in_bytes))
+    along the process's cgroup path; a hybrid host (v1 controllers and an empty v2 tree) reads v1.
+  - Changes nothing.
+options:
+  proc_root:
+    description: Where procfs is mounted; tests point it at a fake tree.
+    type: path
+    default: /proc
+  cgroup_root:
+    description: Where the cgroup hierarchy is mounted; tests point it at a fake tree.
+    type: path
+    default: /sys/fs/cgroup
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  facts:
+    support: full
+author: stackfit
+"""
+
+EXAMPLES = r"""
+- name: Detect the host's real resources
+  stackfit_host_facts:
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: "{{ stackfit_host.cpus }} CPUs, {{ stackfit_host.memory_bytes }} bytes"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: C(stackfit_host) with the keys below.
+  returned: always
+  type: dict
+  contains:
+    stackfit_host:
+      description: cpus, cpu_count, memory_bytes, memory_total_bytes, memory_available_bytes,
+        swap_total_bytes, cgroup_version, cpu_quota, memory_limit_bytes, service_manager.
+      type: dict
+      sample:
+        cpus: 1.5
+        cpu_count: 2
+        memory_bytes: 536870912
+        memory_total_bytes: 25276063744
+        memory_available_bytes: 500000000
+        swap_total_bytes: 0
+        cgroup_version: 2
+        cpu_quota: 1.5
+        memory_limit_bytes: 536870912
+        service_manager: systemd
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stackfit_hostinfo import host_facts
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            proc_root=dict(type="path", default="/proc"),
+            cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        facts = host_facts(module.params["proc_root"], module.params["cgroup_root"])
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg="stackfit_host_facts: %s" % exc)
+    module.exit_json(changed=False, ansible_facts={"stackfit_host": facts})
+
+
+if __name__ == "__main__":
+    main()

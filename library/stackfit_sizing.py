@@ -1,0 +1,192 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: compute the stack's sizes for one host. Thin glue over module_utils."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stackfit_sizing
+short_description: Compute Gunicorn workers, Celery concurrency, Redis maxmemory and quotas for a host
+description:
+  - Pure computation from the host's CPUs and memory and the inventory group's profile; every value
+    comes with an explain line giving the rule and every cap applied.
+  - Returns C(ansible_facts.stackfit_plan). Never changes anything.
+  - Sizes follow redis.conf's units (1k = 1000, 1kb = 1024, 1mb = 1024*1024, 1gb = 1024^3; kib,
+    mib, gib are binary too), or are plain bytes.
+options:
+  cpus:
+    description: CPUs the host offers, normally C(stackfit_host.cpus).
+    type: float
+    required: true
+  memory_bytes:
+    description: Memory the host offers, in bytes or as a size, normally C(stackfit_host.memory_bytes).
+    type: raw
+    required: true
+  services:
+    description: The services that run on this host. Only these take memory from the budget.
+    type: list
+    elements: str
+    choices: [web, worker, cache, monitor]
+    default: [web, worker, cache, monitor]
+  gunicorn_workers:
+    description:
+      - C(auto) or a positive integer.
+      - auto is O(gunicorn_workers_per_cpu) x cpus + 1, capped so that the plan fits the budget,
+        never below 1. A fixed number that does not fit is kept and C(fits) turns false.
+    type: raw
+    default: auto
+  gunicorn_workers_per_cpu:
+    description: Factor of the auto rule for workers (2 is the seed's CPU x 2 + 1).
+    type: float
+    default: 2.0
+  gunicorn_preload:
+    description: Gunicorn runs with --preload and a gevent monkey-patch in the master; selects the
+      preload memory estimates.
+    type: bool
+    default: false
+  gunicorn_worker_connections:
+    description: Gunicorn's worker_connections per gevent worker; drives LimitNOFILE.
+    type: int
+    default: 1000
+  celery_concurrency:
+    description:
+      - C(auto) or a positive integer.
+      - auto is O(celery_concurrency_per_cpu) x cpus, at most O(celery_concurrency_max), capped by
+        a share of the memory left for running tasks.
+    type: raw
+    default: auto
+  celery_concurrency_per_cpu:
+    description: Greenlets per CPU in the auto rule for Celery.
+    type: float
+    default: 50
+  celery_concurrency_max:
+    description: Upper bound of the auto rule for Celery.
+    type: int
+    default: 1000
+  redis_memory_limit:
+    description: Redis maxmemory; a size (C(100mb), C(1gb), C(512MiB), bytes), a percentage of
+      O(memory_bytes) (C(25%)), or C(auto) (a quarter of the budget on a shared host, three quarters
+      on a cache-only host, less Redis' overhead).
+    type: raw
+    default: auto
+  image_cache_quotas:
+    description: Category to fraction of Redis maxmemory; each 0 < f <= 1, sum <= 1.
+    type: dict
+    default: {}
+  monitor_interval:
+    description: Seconds between memory monitor runs, at least 10.
+    type: int
+    default: 600
+  memory_budget:
+    description: The share of O(memory_bytes) the whole stack may use (C(60%)), or a size.
+    type: raw
+    default: 50%
+  estimates:
+    description: Per-process memory estimates (PSS) used for the budget; the defaults are measured.
+    type: dict
+    default: {}
+    suboptions:
+      gunicorn_master:
+        description: Gunicorn master (30mb; 48mb with preload).
+        type: raw
+      gunicorn_worker:
+        description: One Gunicorn worker (30mb; 12mb with preload and the gevent patch).
+        type: raw
+      celery_base:
+        description: Celery gevent worker, idle.
+        type: raw
+      celery_task:
+        description: Each running Celery task (greenlet).
+        type: raw
+      redis_base:
+        description: redis-server with no data.
+        type: raw
+      redis_overhead:
+        description: Factor of Redis memory over maxmemory.
+        type: float
+      monitor:
+        description: One monitor run's peak.
+        type: raw
+  allow_overcommit:
+    description: Plan even when the stack cannot fit the budget at one worker.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  facts:
+    support: full
+author: stackfit
+"""
+
+EXAMPLES = r"""
+- name: Plan the stack for this host
+  stackfit_sizing:
+    cpus: "{{ stackfit_host.cpus }}"
+    memory_bytes: "{{ stackfit_host.memory_bytes }}"
+    services: [web, cache, monitor]
+    gunicorn_workers: auto
+    redis_memory_limit: 100mb
+    memory_budget: 60%
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: C(stackfit_plan).
+  returned: success
+  type: dict
+  contains:
+    stackfit_plan:
+      description: gunicorn_workers, celery_concurrency, redis_maxmemory_bytes, redis_maxmemory,
+        image_cache_quota_bytes, monitor_interval, budget_bytes, planned_bytes, service_bytes,
+        unit_limits, nofile, fits and explain (one sentence per value and cap).
+      type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stackfit_sizing import SERVICES, SizingError, plan
+
+ESTIMATE_OPTIONS = dict(
+    gunicorn_master=dict(type="raw"),
+    gunicorn_worker=dict(type="raw"),
+    celery_base=dict(type="raw"),
+    celery_task=dict(type="raw"),
+    redis_base=dict(type="raw"),
+    redis_overhead=dict(type="float"),
+    monitor=dict(type="raw"),
+)
+
+ARGUMENT_SPEC = dict(
+    cpus=dict(type="float", required=True),
+    memory_bytes=dict(type="raw", required=True),
+    services=dict(type="list", elements="str", choices=list(SERVICES), default=list(SERVICES)),
+    gunicorn_workers=dict(type="raw", default="auto"),
+    gunicorn_workers_per_cpu=dict(type="float", default=2.0),
+    gunicorn_preload=dict(type="bool", default=False),
+    gunicorn_worker_connections=dict(type="int", default=1000),
+    celery_concurrency=dict(type="raw", default="auto"),
+    celery_concurrency_per_cpu=dict(type="float", default=50),
+    celery_concurrency_max=dict(type="int", default=1000),
+    redis_memory_limit=dict(type="raw", default="auto"),
+    image_cache_quotas=dict(type="dict", default={}),
+    monitor_interval=dict(type="int", default=600),
+    memory_budget=dict(type="raw", default="50%"),
+    estimates=dict(type="dict", default={}, options=ESTIMATE_OPTIONS),
+    allow_overcommit=dict(type="bool", default=False),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = plan(dict(module.params))
+    except SizingError as exc:
+        module.fail_json(msg="stackfit_sizing: %s" % exc)
+    module.exit_json(changed=False, ansible_facts={"stackfit_plan": result})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+# -*- coding: utf-8 -*-
+"""Detect the CPU and memory a process can really use: affinity, cgroup v1/v2 limits, meminfo.
+
+Pure functions over a ``proc_root`` and a ``cgroup_root`` so tests can point them at a fake tree.
+No Ansible imports: plain pytest tests this file.
+"""
+from __future__ import annotations
+
+import os
+
+# cgroup v1 reports "no limit" as a page-aligned value near 2**63; anything this large is no limit.
+V1_UNLIMITED_THRESHOLD = 2 ** 62
+V1_CPU_DIRS = ("cpu,cpuacct", "cpu", "cpuacct,cpu")
+V1_MEMORY_DIRS = ("memory",)
+
+
+def _read(path):
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def parse_meminfo(text):
+    """Return {field: bytes} from /proc/meminfo text (values are in kB)."""
+    result = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if not parts or not parts[0].isdigit():
+            continue
+        value = int(parts[0])
+        if len(parts) > 1 and parts[1].lower() == "kb":
+            value *= 1024
+        result[name.strip()] = value
+    return result
+
+
+def parse_proc_cgroup(text):
+    """Return (v1 {controller: path}, v2 path or None) from /proc/<pid>/cgroup text."""
+    v1 = {}
+    v2 = None
+    for line in text.splitlines():
+        parts = line.strip().split(":", 2)
+        if len(parts) != 3:
+            continue
+        hier_id, controllers, path = parts
+        if hier_id == "0" and controllers == "":
+            v2 = path or "/"
+            continue
+        for controller in controllers.split(","):
+            if controller:
+                v1[controller] = path or "/"
+    return v1, v2
+
+
+def parse_cpu_max(text):
+    """cgroup v2 cpu.max: "max 100000" -> None, "150000 100000" -> 1.5."""
+    if not text:
+        return None
+    parts = text.split()
+    if parts[0] == "max" or len(parts) < 2:
+        return None
+    quota, period = int(parts[0]), int(parts[1])
+    if quota <= 0 or period <= 0:
+        return None
+    return quota / period
+
+
+def parse_cfs(quota_text, period_text):
+    """cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us; -1 means no quota."""
+    if quota_text is None or period_text is None:
+        return None
+    quota, period = int(quota_text), int(period_text)
+    if quota <= 0 or period <= 0:
+        return None
+    return quota / period
+
+
+def parse_memory_limit(text):
+    """cgroup memory limit (v2 memory.max or v1 memory.limit_in_bytes) -> bytes, None = no limit."""
+    if not text or text == "max":
+        return None
+    value = int(text)
+    if value >= V1_UNLIMITED_THRESHOLD:
+        return None
+    return value
+
+
+def _ancestors(base, path):
+    """Directories from the cgroup's own path up to the mount root, that exist, deepest first."""
+    parts = [p for p in path.split("/") if p]
+    dirs = []
+    for depth in range(len(parts), -1, -1):
+        candidate = os.path.join(base, *parts[:depth]) if depth else base
+        if os.path.isdir(candidate):
+            dirs.append(candidate)
+    return dirs
+
+
+def _min_limit(values):
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _v2_root(cgroup_root):
+    """A cgroup v2 tree that has controllers enabled: the root itself (pure v2) or unified/ (hybrid)."""
+    for base in (cgroup_root, os.path.join(cgroup_root, "unified")):
+        controllers = _read(os.path.join(base, "cgroup.controllers"))
+        if controllers is not None:
+            return base, set(controllers.split())
+    return None, set()
+
+
+def _v1_dir(cgroup_root, names):
+    for name in names:
+        candidate = os.path.join(cgroup_root, name)
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def read_cgroup_limits(proc_root="/proc", cgroup_root="/sys/fs/cgroup"):
+    """Return {"cgroup_version", "cpu_quota", "memory_limit_bytes", "memory_usage_bytes"}.
+
+    The cgroup comes from <proc_root>/self/cgroup. A limit set on an ancestor cgroup applies too, so
+    the smallest limit along the path wins. v1 controllers take precedence over a v2 tree that has no
+    cpu/memory controller (a hybrid host), which is what these machines are.
+    """
+    text = _read(os.path.join(proc_root, "self", "cgroup")) or ""
+    v1_paths, v2_path = parse_proc_cgroup(text)
+    result = {"cgroup_version": None, "cpu_quota": None,
+              "memory_limit_bytes": None, "memory_usage_bytes": None}
+
+    v1_cpu = _v1_dir(cgroup_root, V1_CPU_DIRS)
+    v1_mem = _v1_dir(cgroup_root, V1_MEMORY_DIRS)
+    v2_base, v2_controllers = _v2_root(cgroup_root)
+    use_v1 = bool(("cpu" in v1_paths or "memory" in v1_paths) and (v1_cpu or v1_mem))
+    use_v2 = v2_path is not None and v2_base is not None and (
+        not use_v1 or {"cpu", "memory"} & v2_controllers)
+
+    if use_v1:
+        result["cgroup_version"] = 1
+        if v1_cpu and "cpu" in v1_paths:
+            quotas = [parse_cfs(_read(os.path.join(d, "cpu.cfs_quota_us")),
+                                _read(os.path.join(d, "cpu.cfs_period_us")))
+                      for d in _ancestors(v1_cpu, v1_paths["cpu"])]
+            result["cpu_quota"] = _min_limit(quotas)
+        if v1_mem and "memory" in v1_paths:
+            dirs = _ancestors(v1_mem, v1_paths["memory"])
+            result["memory_limit_bytes"] = _min_limit(
+                parse_memory_limit(_read(os.path.join(d, "memory.limit_in_bytes"))) for d in dirs)
+            if dirs:
+                usage = _read(os.path.join(dirs[0], "memory.usage_in_bytes"))
+                result["memory_usage_bytes"] = int(usage) if usage else None
+    elif use_v2:
+        result["cgroup_version"] = 2
+        dirs = _ancestors(v2_base, v2_path)
+        result["cpu_quota"] = _min_limit(parse_cpu_max(_read(os.path.join(d, "cpu.max"))) for d in dirs)
+        result["memory_limit_bytes"] = _min_limit(
+            parse_memory_limit(_read(os.path.join(d, "memory.max"))) for d in dirs)
+        if dirs:
+            usage = _read(os.path.join(dirs[0], "memory.current"))
+            result["memory_usage_bytes"] = int(usage) if usage else None
+    return result
+
+
+def affinity_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def online_cpus():
+    try:
+        import psutil  # optional: psutil knows more platforms than os.cpu_count
+        return psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def service_manager(proc_root="/proc"):
+    return "systemd" if _read(os.path.join(proc_root, "1", "comm")) == "systemd" else "none"
+
+
+def host_facts(proc_root="/proc", cgroup_root="/sys/fs/cgroup", affinity=None, cpu_count=None):
+    """Everything stackfit_host reports. ``affinity``/``cpu_count`` default to this process's."""
+    meminfo_text = _read(os.path.join(proc_root, "meminfo"))
+    if meminfo_text is None:
+        raise ValueError("cannot read %s" % os.path.join(proc_root, "meminfo"))
+    meminfo = parse_meminfo(meminfo_text)
+    if "MemTotal" not in meminfo:
+        raise ValueError("no MemTotal in %s" % os.path.join(proc_root, "meminfo"))
+    cg = read_cgroup_limits(proc_root, cgroup_root)
+    affinity = affinity_cpus() if affinity is None else affinity
+    cpu_count = online_cpus() if cpu_count is None else cpu_count
+
+    cpus = float(affinity)
+    if cg["cpu_quota"] is not None:
+        cpus = min(cpus, cg["cpu_quota"])
+    cpus = round(cpus, 3)
+
+    total = meminfo["MemTotal"]
+    memory = total if cg["memory_limit_bytes"] is None else min(total, cg["memory_limit_bytes"])
+    available = meminfo.get("MemAvailable", meminfo.get("MemFree", 0))
+    if cg["memory_limit_bytes"] is not None and cg["memory_usage_bytes"] is not None:
+        available = min(available, max(0, cg["memory_limit_bytes"] - cg["memory_usage_bytes"]))
+    return {
+        "cpus": cpus,
+        "cpu_count": int(cpu_count),
+        "memory_bytes": int(memory),
+        "memory_total_bytes": int(total),
+        "memory_available_bytes": int(min(available, memory)),
+        "swap_total_bytes": int(meminfo.get("SwapTotal", 0)),
+        "cgroup_version": cg["cgroup_version"],
+        "cpu_quota": cg["cpu_quota"],
+        "memory_limit_bytes": cg["memory_limit_bytes"],
+        "service_manager": service_manager(proc_root),
+    }

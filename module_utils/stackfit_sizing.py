@@ -1,0 +1,453 @@
+# -*- coding: utf-8 -*-
+"""stackfit's sizing rules: from CPUs, memory and a profile to every size of the stack.
+
+Pure functions, no Ansible imports: plain pytest and hypothesis test this file. Every value comes
+with the sentence that explains it (the pgtune model). Bad input raises SizingError naming the
+option and the value; nothing is computed then.
+"""
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+MIB = 1024 * 1024
+SERVICES = ("web", "worker", "cache", "monitor")
+
+# Sizes follow redis.conf: 1k = 1000, 1kb = 1024, 1m = 1000000, 1mb = 1024*1024 ...; the IEC
+# spellings (kib, mib, gib, tib) are binary too.
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1024, "kib": 1024,
+    "m": 1000 ** 2, "mb": 1024 ** 2, "mib": 1024 ** 2,
+    "g": 1000 ** 3, "gb": 1024 ** 3, "gib": 1024 ** 3,
+    "t": 1000 ** 4, "tb": 1024 ** 4, "tib": 1024 ** 4,
+}
+_SIZE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_PERCENT_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
+
+# Per-process estimates (PSS), measured on Debian 12 / 2 cores with a small Flask app (GUIDE.md 3).
+DEFAULT_ESTIMATES = {
+    # gunicorn gevent without --preload: 1/3/5/17 workers = 58/117/175/509 MiB -> ~29 + 29 per worker
+    "gunicorn_master": "30mb",
+    "gunicorn_worker": "30mb",
+    "celery_base": "50mb",         # celery --pool=gevent idle, any -c: ~49 MiB
+    "celery_task": "64kb",         # 1000 sleeping tasks added ~45 MiB: ~46 KiB per running greenlet
+    "redis_base": "12mb",          # redis-server idle: ~11 MiB
+    "redis_overhead": 1.2,         # RSS over maxmemory: allocator fragmentation and buffers
+    "monitor": "30mb",             # one monitor run: python + psutil + redis-py, peak
+}
+# With --preload and gevent's monkey-patch in the master before fork: 3 workers 83 MiB,
+# 17 workers 251 MiB -> ~12 MiB per extra worker over a ~47 MiB master.
+PRELOAD_ESTIMATES = {"gunicorn_master": "48mb", "gunicorn_worker": "12mb"}
+
+DEFAULTS = {
+    "services": list(SERVICES),
+    "gunicorn_workers": "auto",
+    "gunicorn_workers_per_cpu": 2.0,
+    "gunicorn_preload": False,
+    "gunicorn_worker_connections": 1000,
+    "celery_concurrency": "auto",
+    "celery_concurrency_per_cpu": 50,
+    "celery_concurrency_max": 1000,
+    "redis_memory_limit": "auto",
+    "image_cache_quotas": {},
+    "monitor_interval": 600,
+    "memory_budget": "50%",
+    "estimates": {},
+    "allow_overcommit": False,
+}
+
+# Shares used by the "auto" rules; constants so that results only grow with CPUs and memory.
+REDIS_AUTO_SHARE_SHARED = Fraction(1, 4)   # of the budget, when web/worker share the host
+REDIS_AUTO_SHARE_ALONE = Fraction(3, 4)    # of the budget, on a cache-only host
+CELERY_SHARE_WITH_WEB = Fraction(1, 10)    # of the elastic memory, for running tasks
+MEMORY_HIGH_FACTOR = 1.5
+MEMORY_MAX_FACTOR = 2.0
+
+
+class SizingError(ValueError):
+    """Bad input: the message names the option and the value."""
+
+
+def _fail(option, value, why):
+    raise SizingError("%s: %r %s" % (option, value, why))
+
+
+def parse_size(value, option="size"):
+    """A size in bytes from an int or a redis.conf spelling ("100mb", "1gb", "512MiB", "4096")."""
+    if isinstance(value, bool):
+        _fail(option, value, "is not a size")
+    if isinstance(value, int):
+        if value < 0:
+            _fail(option, value, "is negative")
+        return value
+    if isinstance(value, float):
+        if value < 0 or not math.isfinite(value):
+            _fail(option, value, "is not a size")
+        return int(value)
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        _fail(option, value, "is not a size (use bytes or a unit: 100mb, 1gb, 512MiB)")
+    number, unit = match.groups()
+    if unit.lower() not in _UNITS:
+        _fail(option, value, "has an unknown unit %r (known: %s)" % (
+            unit, ", ".join(u for u in _UNITS if u)))
+    if number.startswith("-"):
+        _fail(option, value, "is negative")
+    return int(Fraction(number) * _UNITS[unit.lower()])
+
+
+def parse_percent(value, option):
+    """Return a Fraction for "25%", or None when value is not a percentage."""
+    match = _PERCENT_RE.match(str(value))
+    if not match:
+        return None
+    pct = Fraction(match.group(1))
+    if pct < 0:
+        _fail(option, value, "is a percentage under 0")
+    if pct > 100:
+        _fail(option, value, "is a percentage over 100")
+    return pct / 100
+
+
+def format_size(nbytes):
+    """redis.conf spelling of a size: the largest binary unit that divides it ("100mb", "1gb")."""
+    for unit in ("gb", "mb", "kb"):
+        if nbytes and nbytes % _UNITS[unit] == 0:
+            return "%d%s" % (nbytes // _UNITS[unit], unit)
+    return str(nbytes)
+
+
+def human(nbytes):
+    """A size for people: MiB or GiB with one decimal."""
+    if abs(nbytes) >= 1024 ** 3:
+        return "%.1f GiB" % (nbytes / 1024 ** 3)
+    return "%.1f MiB" % (nbytes / MIB)
+
+
+def _auto_or_positive_int(value, option):
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, bool):
+        _fail(option, value, "must be 'auto' or a positive integer")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        _fail(option, value, "must be 'auto' or a positive integer")
+    if number <= 0:
+        _fail(option, value, "must be 'auto' or a positive integer (above 0)")
+    return number
+
+
+def _positive_number(value, option, cast=float):
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        _fail(option, value, "is not a number")
+    if isinstance(value, bool) or not number > 0 or not math.isfinite(number):
+        _fail(option, value, "must be above 0")
+    return number
+
+
+def _quotas(value):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail("image_cache_quotas", value, "must be a mapping of category to fraction")
+    quotas = {}
+    for name, raw in value.items():
+        option = "image_cache_quotas.%s" % name
+        try:
+            fraction = Fraction(str(raw).strip())
+        except (ValueError, ZeroDivisionError):
+            _fail(option, raw, "is not a number")
+        if fraction <= 0:
+            _fail(option, raw, "must be above 0")
+        if fraction > 1:
+            _fail(option, raw, "must be at most 1")
+        quotas[str(name)] = fraction
+    total = sum(quotas.values(), Fraction(0))
+    if total > 1:
+        _fail("image_cache_quotas", value, "sum to %s, over 1" % float(total))
+    return quotas
+
+
+def _estimates(value, preload):
+    value = value or {}
+    if not isinstance(value, dict):
+        _fail("estimates", value, "must be a mapping")
+    unknown = sorted(set(value) - set(DEFAULT_ESTIMATES))
+    if unknown:
+        _fail("estimates", unknown, "are unknown (known: %s)" % ", ".join(sorted(DEFAULT_ESTIMATES)))
+    merged = dict(DEFAULT_ESTIMATES)
+    if preload:
+        merged.update(PRELOAD_ESTIMATES)
+    merged.update({k: v for k, v in value.items() if v is not None})
+    result = {}
+    for key, raw in merged.items():
+        option = "estimates.%s" % key
+        if key == "redis_overhead":
+            result[key] = _positive_number(raw, option)
+            if result[key] < 1:
+                _fail(option, raw, "must be at least 1 (Redis never uses less than its maxmemory)")
+        else:
+            result[key] = parse_size(raw, option)
+            if result[key] <= 0:
+                _fail(option, raw, "must be above 0")
+    return result
+
+
+def validate(params):
+    """Check and normalise every option; raise SizingError on the first bad one."""
+    p = dict(DEFAULTS)
+    p.update({k: v for k, v in params.items() if v is not None})
+    unknown = sorted(set(params) - set(DEFAULTS) - {"cpus", "memory_bytes"})
+    if unknown:
+        _fail("options", unknown, "are unknown")
+    out = {}
+    out["cpus"] = _positive_number(params.get("cpus"), "cpus")
+    memory = params.get("memory_bytes")
+    out["memory_bytes"] = parse_size(memory, "memory_bytes") if memory is not None else 0
+    if out["memory_bytes"] <= 0:
+        _fail("memory_bytes", memory, "must be above 0")
+
+    services = p["services"]
+    if isinstance(services, str):
+        services = [s.strip() for s in services.split(",") if s.strip()]
+    for service in services:
+        if service not in SERVICES:
+            _fail("services", service, "is not a service (known: %s)" % ", ".join(SERVICES))
+    out["services"] = [s for s in SERVICES if s in services]
+
+    out["gunicorn_workers"] = _auto_or_positive_int(p["gunicorn_workers"], "gunicorn_workers")
+    out["gunicorn_workers_per_cpu"] = _positive_number(p["gunicorn_workers_per_cpu"],
+                                                       "gunicorn_workers_per_cpu")
+    out["gunicorn_preload"] = bool(p["gunicorn_preload"])
+    out["gunicorn_worker_connections"] = _positive_number(
+        p["gunicorn_worker_connections"], "gunicorn_worker_connections", int)
+    out["celery_concurrency"] = _auto_or_positive_int(p["celery_concurrency"], "celery_concurrency")
+    out["celery_concurrency_per_cpu"] = _positive_number(p["celery_concurrency_per_cpu"],
+                                                         "celery_concurrency_per_cpu")
+    out["celery_concurrency_max"] = _positive_number(p["celery_concurrency_max"],
+                                                     "celery_concurrency_max", int)
+
+    redis = p["redis_memory_limit"]
+    if isinstance(redis, str) and redis.strip().lower() == "auto":
+        out["redis_memory_limit"] = ("auto", None)
+    else:
+        pct = parse_percent(redis, "redis_memory_limit")
+        if pct is not None:
+            out["redis_memory_limit"] = ("percent", pct)
+        else:
+            out["redis_memory_limit"] = ("size", parse_size(redis, "redis_memory_limit"))
+        if (pct is not None and pct == 0) or out["redis_memory_limit"] == ("size", 0):
+            _fail("redis_memory_limit", redis, "must be above 0 (0 means no limit to Redis)")
+
+    out["image_cache_quotas"] = _quotas(p["image_cache_quotas"])
+
+    try:
+        interval = int(str(p["monitor_interval"]).strip())
+    except ValueError:
+        _fail("monitor_interval", p["monitor_interval"], "is not a whole number of seconds")
+    if interval < 10:
+        _fail("monitor_interval", p["monitor_interval"], "is under 10 seconds")
+    out["monitor_interval"] = interval
+
+    budget = p["memory_budget"]
+    pct = parse_percent(budget, "memory_budget")
+    if pct is not None:
+        budget_bytes = int(pct * out["memory_bytes"])
+        out["memory_budget_rule"] = "%s%% of memory %s" % (_pct_text(pct), human(out["memory_bytes"]))
+    else:
+        budget_bytes = parse_size(budget, "memory_budget")
+        out["memory_budget_rule"] = "given as %s" % budget
+        if budget_bytes > out["memory_bytes"]:
+            _fail("memory_budget", budget, "is above the host's memory (%s)" % human(out["memory_bytes"]))
+    if budget_bytes <= 0:
+        _fail("memory_budget", budget, "must be above 0")
+    out["budget_bytes"] = budget_bytes
+    out["estimates"] = _estimates(p["estimates"], out["gunicorn_preload"])
+    out["allow_overcommit"] = bool(p["allow_overcommit"])
+    return out
+
+
+def _pct_text(fraction):
+    value = float(fraction * 100)
+    return ("%d" % value) if value == int(value) else ("%.1f" % value)
+
+
+def _mib(nbytes):
+    return "%d MiB" % round(nbytes / MIB) if nbytes >= MIB else "%d KiB" % round(nbytes / 1024)
+
+
+def plan(params):
+    """Compute the plan. ``params`` are the module's options; see DEFAULTS for what may be left out."""
+    p = validate(params)
+    est = p["estimates"]
+    services = p["services"]
+    web, worker, cache, monitor = (s in services for s in SERVICES)
+    budget = p["budget_bytes"]
+    cpus = p["cpus"]
+    explain = ["memory_budget = %s (%s) for services %s." % (
+        human(budget), p["memory_budget_rule"], ", ".join(services) or "none")]
+
+    # Redis maxmemory: depends on memory only (never on CPUs), so the other values can grow freely.
+    kind, value = p["redis_memory_limit"]
+    if kind == "size":
+        maxmemory = value
+        explain.append("redis_maxmemory = %s: given." % format_size(maxmemory))
+    elif kind == "percent":
+        maxmemory = int(value * p["memory_bytes"])
+        explain.append("redis_maxmemory = %s: %s%% of memory %s." % (
+            format_size(maxmemory), _pct_text(value), human(p["memory_bytes"])))
+    else:
+        share = REDIS_AUTO_SHARE_SHARED if (web or worker) else REDIS_AUTO_SHARE_ALONE
+        room = int(budget * share) - est["redis_base"]
+        maxmemory = max(MIB, int(room / est["redis_overhead"]) // MIB * MIB)
+        explain.append(
+            "redis_maxmemory = %s: auto = (%s%% of the budget %s - Redis base %s) / overhead %.2f, "
+            "rounded down to MiB%s." % (
+                format_size(maxmemory), _pct_text(share), human(budget), _mib(est["redis_base"]),
+                est["redis_overhead"], " (shared host)" if (web or worker) else " (cache-only host)"))
+
+    redis_planned = est["redis_base"] + int(maxmemory * est["redis_overhead"]) if cache else 0
+    fixed = {
+        "web": est["gunicorn_master"] if web else 0,
+        "worker": est["celery_base"] if worker else 0,
+        "cache": redis_planned,
+        "monitor": est["monitor"] if monitor else 0,
+    }
+    elastic = budget - sum(fixed.values())
+
+    # Celery: greenlets cost little memory; the rule scales with CPUs, bounded by a max and a share
+    # of the elastic memory. Its reservation depends on memory only, so workers stay monotone.
+    concurrency = 0
+    celery_reserve = 0
+    if worker:
+        celery_cap_bytes = max(0, elastic * CELERY_SHARE_WITH_WEB if web else elastic)
+        if p["celery_concurrency"] == "auto":
+            base = max(1, min(int(round(p["celery_concurrency_per_cpu"] * cpus)),
+                              p["celery_concurrency_max"]))
+            cap = int(celery_cap_bytes // est["celery_task"])
+            concurrency = max(1, min(base, cap))
+            celery_reserve = int(min(celery_cap_bytes,
+                                     p["celery_concurrency_max"] * est["celery_task"]))
+            line = ("celery_concurrency = %d: auto = %g per CPU x %g CPUs = %d (max %d)" % (
+                concurrency, p["celery_concurrency_per_cpu"], cpus,
+                int(round(p["celery_concurrency_per_cpu"] * cpus)), p["celery_concurrency_max"]))
+            if cap < base:
+                line += ", capped to %d by memory: %s for running tasks / %s per task" % (
+                    cap, human(celery_cap_bytes), _mib(est["celery_task"]))
+            explain.append(line + ".")
+        else:
+            concurrency = p["celery_concurrency"]
+            celery_reserve = concurrency * est["celery_task"]
+            explain.append("celery_concurrency = %d: given." % concurrency)
+
+    # Gunicorn workers: the seed's CPU x 2 + 1, capped by what memory is left.
+    workers = 0
+    if web:
+        worker_room = elastic - celery_reserve
+        if p["gunicorn_workers"] == "auto":
+            base = int(math.floor(p["gunicorn_workers_per_cpu"] * cpus + 1))
+            cap = int(max(0, worker_room) // est["gunicorn_worker"])
+            workers = max(1, min(base, cap))
+            line = "gunicorn_workers = %d: auto = %g per CPU x %g CPUs + 1 = %d" % (
+                workers, p["gunicorn_workers_per_cpu"], cpus, base)
+            if cap < base:
+                line += ", capped to %d by memory: %s left / %s per worker" % (
+                    max(cap, 1), human(max(0, worker_room)), _mib(est["gunicorn_worker"]))
+            explain.append(line + ".")
+        else:
+            workers = p["gunicorn_workers"]
+            explain.append("gunicorn_workers = %d: given." % workers)
+
+    service_bytes = {
+        "web": fixed["web"] + workers * est["gunicorn_worker"],
+        "worker": fixed["worker"] + concurrency * est["celery_task"],
+        "cache": fixed["cache"],
+        "monitor": fixed["monitor"],
+    }
+    planned = sum(service_bytes.values())
+    minimal = sum(fixed.values()) + (est["gunicorn_worker"] if web else 0) + (
+        (concurrency if p["celery_concurrency"] != "auto" else 1) * est["celery_task"] if worker else 0)
+    if minimal > budget and not p["allow_overcommit"]:
+        raise SizingError(
+            "memory_budget: %r (%s) cannot hold the stack even at one worker: it needs %s "
+            "(gunicorn %s, celery %s, redis %s, monitor %s); raise memory_budget, lower "
+            "redis_memory_limit, or set allow_overcommit: true" % (
+                params.get("memory_budget", DEFAULTS["memory_budget"]), human(budget),
+                human(minimal), _mib(fixed["web"] + (est["gunicorn_worker"] if web else 0)),
+                _mib(service_bytes["worker"]), _mib(fixed["cache"]), _mib(fixed["monitor"])))
+    fits = planned <= budget
+
+    for name in SERVICES:
+        if name in services:
+            explain.append("planned %s = %s (%s)." % (name, _mib(service_bytes[name]), {
+                "web": "master %s + %d workers x %s" % (_mib(est["gunicorn_master"]), workers,
+                                                       _mib(est["gunicorn_worker"])),
+                "worker": "base %s + %d tasks x %s" % (_mib(est["celery_base"]), concurrency,
+                                                      _mib(est["celery_task"])),
+                "cache": "base %s + maxmemory %s x %.2f" % (_mib(est["redis_base"]),
+                                                            format_size(maxmemory),
+                                                            est["redis_overhead"]),
+                "monitor": "one run's peak",
+            }[name]))
+    if fits:
+        explain.append("fits: planned %s <= budget %s (%d%% used)." % (
+            human(planned), human(budget), round(100 * planned / budget)))
+    else:
+        explain.append("does not fit: planned %s > budget %s by %s%s." % (
+            human(planned), human(budget), human(planned - budget),
+            "; allow_overcommit is true" if p["allow_overcommit"] else
+            "; the given values are kept as asked"))
+
+    quota_bytes = {name: int(fraction * maxmemory) for name, fraction in
+                   p["image_cache_quotas"].items()}
+    if quota_bytes:
+        total = sum(p["image_cache_quotas"].values(), Fraction(0))
+        explain.append("image_cache_quota_bytes: each quota x redis_maxmemory %s; the quotas sum to "
+                       "%s%%, %s for image caches in all." % (
+                           format_size(maxmemory), _pct_text(total), human(sum(quota_bytes.values()))))
+    explain.append("monitor_interval = %ds: given (at least 10 s)." % p["monitor_interval"])
+
+    limits = {}
+    for name in services:
+        high = int(math.ceil(service_bytes[name] * MEMORY_HIGH_FACTOR / MIB)) * MIB
+        limits[name] = {"memory_high_bytes": high,
+                        "memory_max_bytes": int(math.ceil(service_bytes[name] * MEMORY_MAX_FACTOR / MIB)) * MIB}
+    if limits:
+        explain.append("unit memory limits: MemoryHigh = planned x %.1f, MemoryMax = planned x %.1f "
+                       "(room for load peaks; the budget counts the planned values)." % (
+                           MEMORY_HIGH_FACTOR, MEMORY_MAX_FACTOR))
+    nofile = {
+        "web": max(1024, 2 * p["gunicorn_worker_connections"] + 256),
+        "worker": max(1024, 2 * max(concurrency, 1) + 256),
+    }
+    if web or worker:
+        explain.append("LimitNOFILE: web %d = 2 x %d worker connections + 256 (a client socket and "
+                       "a Redis socket each); worker %d = 2 x concurrency + 256; at least 1024." % (
+                           nofile["web"], p["gunicorn_worker_connections"], nofile["worker"]))
+
+    return {
+        "cpus": cpus,
+        "memory_bytes": p["memory_bytes"],
+        "services": services,
+        "gunicorn_workers": workers,
+        "gunicorn_preload": p["gunicorn_preload"],
+        "gunicorn_worker_connections": p["gunicorn_worker_connections"],
+        "celery_concurrency": concurrency,
+        "redis_maxmemory_bytes": maxmemory,
+        "redis_maxmemory": format_size(maxmemory),
+        "image_cache_quotas": {k: float(v) for k, v in p["image_cache_quotas"].items()},
+        "image_cache_quota_bytes": quota_bytes,
+        "monitor_interval": p["monitor_interval"],
+        "budget_bytes": budget,
+        "planned_bytes": planned,
+        "service_bytes": {k: v for k, v in service_bytes.items() if k in services},
+        "unit_limits": limits,
+        "nofile": nofile,
+        "fits": fits,
+        "explain": explain,
+    }
