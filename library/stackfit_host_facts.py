@@ -70,14 +70,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stackfit_hostinfo import host_facts
 
 
+ARGUMENT_SPEC = dict(
+    proc_root=dict(type="path", default="/proc"),
+    cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            proc_root=dict(type="path", default="/proc"),
-            cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         facts = host_facts(module.params["proc_root"], module.params["cgroup_root"])
     except (OSError, ValueError) as exc:

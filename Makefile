@@ -1,0 +1,52 @@
+# stackfit: `make dev` provisions this machine from inventories/dev; `make test` runs every test.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= $(CURDIR)/.venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+# Debian packages the tests need on the controller (the roles install what the hosts need).
+APT_PACKAGES := redis-server
+
+.PHONY: dev venv deps lint unit integration test plan stop clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+dev: venv
+	$(BIN)/ansible-playbook site.yml -i inventories/dev
+
+plan: venv
+	$(BIN)/ansible-playbook playbooks/plan.yml -i inventories/dev
+
+stop: venv
+	$(BIN)/ansible-playbook playbooks/stop.yml -i inventories/dev
+
+lint: venv
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint -q
+
+unit: venv deps
+	$(BIN)/pytest -q tests/unit
+
+integration: venv deps
+	$(BIN)/pytest -q tests/integration
+
+test: venv deps lint
+	@start=$$(date +%s); \
+	$(BIN)/pytest -q tests; \
+	echo "tests: $$(( $$(date +%s) - start )) s"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,78 @@
+"""The application's configuration: one JSON file rendered by the stackfit role.
+
+The path comes from $STACKFIT_CONFIG (default /etc/stackfit/app.json). A missing file falls back to
+development defaults (Redis on 127.0.0.1:6379/0) so the app also runs by hand. $REDIS_URL and
+$STACKFIT_ADMIN_TOKEN override the file when set.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+DEFAULT_PATH = "/etc/stackfit/app.json"
+MIB = 1024 * 1024
+
+# The development profile's values (group_vars/development.yml): 100mb of Redis, its quotas.
+DEFAULTS = {
+    "environment": "development",
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_memory_limit": "100mb",
+    "redis_maxmemory_bytes": 100 * MIB,
+    "gunicorn_workers": 3,
+    "celery_concurrency": 20,
+    "monitor_interval": 1800,
+    "image_cache_quotas": {"article": 0.20, "post": 0.15, "dynamic": 0.10,
+                           "profile": 0.05, "cover": 0.05, "general": 0.05},
+    "image_cache_quota_bytes": {},
+    "image_cache_ttl": 86400,
+    "admin_token": "",
+    "monitor_report": None,
+    "websockets": False,
+}
+
+INT_KEYS = ("redis_maxmemory_bytes", "gunicorn_workers", "celery_concurrency",
+            "monitor_interval", "image_cache_ttl")
+
+
+def read_file(path):
+    """The JSON object in `path`, or None if the file does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError("%s: the configuration must be a JSON object" % path)
+    return data
+
+
+def normalize(raw):
+    """Defaults filled in, integers coerced, quota bytes derived where the file gives none."""
+    config = dict(DEFAULTS)
+    config.update({k: v for k, v in (raw or {}).items() if v is not None})
+    for key in INT_KEYS:
+        config[key] = int(config[key])
+    config["websockets"] = bool(config["websockets"])
+    quotas = {str(k): float(v) for k, v in (config["image_cache_quotas"] or {}).items()}
+    given = {str(k): int(v) for k, v in (config["image_cache_quota_bytes"] or {}).items()}
+    # The role renders both; a hand-written file may give fractions only.
+    quota_bytes = {name: int(fraction * config["redis_maxmemory_bytes"])
+                   for name, fraction in quotas.items()}
+    quota_bytes.update(given)
+    config["image_cache_quotas"] = quotas
+    config["image_cache_quota_bytes"] = quota_bytes
+    if config["image_cache_ttl"] <= 0:
+        raise ValueError("image_cache_ttl must be above 0: every cache key needs a TTL")
+    return config
+
+
+def load_config(path=None, environ=None):
+    """Read the file named by $STACKFIT_CONFIG, apply the environment overrides, normalize."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("STACKFIT_CONFIG") or DEFAULT_PATH
+    raw = read_file(path) or {}
+    if environ.get("REDIS_URL"):
+        raw["redis_url"] = environ["REDIS_URL"]
+    if environ.get("STACKFIT_ADMIN_TOKEN"):
+        raw["admin_token"] = environ["STACKFIT_ADMIN_TOKEN"]
+    return normalize(raw)

@@ -1,0 +1,133 @@
+"""A per-category image cache in Redis, each category held within its quota of bytes.
+
+Keys, for a category C (every one of them is written WITH a TTL):
+  img:C:<name>   the image bytes
+  imgidx:C       sorted set: names by insertion order (oldest first)
+  imgsize:C      hash: name -> size in bytes
+  imgbytes:C     the category's total bytes
+
+The stack's Redis runs `maxmemory-policy volatile-lru`: only keys with a TTL can be evicted, so the
+cache must put a TTL on every key it writes (Celery's queues have none and are never evicted).
+A put runs as one Lua script, so the accounting and the eviction are atomic.
+
+Redis itself may expire or evict images behind the index's back: the script first drops index
+entries at the head whose image is gone, and rebuilds the total from the size hash if the total
+key has gone. Images evicted from the middle stay counted until they reach the head, which only
+errs towards staying under the quota.
+"""
+from __future__ import annotations
+
+# KEYS: 1 imgidx:C, 2 imgsize:C, 3 imgbytes:C, 4 img:C:<name>
+# ARGV: 1 name, 2 data, 3 quota bytes, 4 ttl seconds, 5 image key prefix "img:C:"
+# Returns {size, evicted} or {-1, 0} if the image alone is over the quota.
+# The evicted image keys are built from the prefix (single Redis, not Redis Cluster).
+PUT_SCRIPT = """
+local idx, sizes, totalkey, key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local name, data = ARGV[1], ARGV[2]
+local quota, ttl, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local size = string.len(data)
+if size > quota then
+  return {-1, 0}
+end
+
+local total = tonumber(redis.call('GET', totalkey))
+if total == nil then
+  total = 0
+  for _, v in ipairs(redis.call('HVALS', sizes)) do total = total + tonumber(v) end
+end
+
+local function forget(member)
+  local s = tonumber(redis.call('HGET', sizes, member)) or 0
+  redis.call('ZREM', idx, member)
+  redis.call('HDEL', sizes, member)
+  total = total - s
+end
+
+-- A new version of a name replaces the old one (and becomes the newest).
+if redis.call('ZSCORE', idx, name) then
+  forget(name)
+end
+
+-- Entries at the head whose image has expired or been evicted by Redis.
+while true do
+  local head = redis.call('ZRANGE', idx, 0, 0)[1]
+  if not head or redis.call('EXISTS', prefix .. head) == 1 then break end
+  forget(head)
+end
+
+-- Evict the category's oldest images until the new one fits.
+local evicted = 0
+while total + size > quota do
+  local oldest = redis.call('ZRANGE', idx, 0, 0)[1]
+  if not oldest then
+    total = 0
+    break
+  end
+  forget(oldest)
+  redis.call('DEL', prefix .. oldest)
+  evicted = evicted + 1
+end
+
+local last = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
+local now = redis.call('TIME')
+local score = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if last[2] and tonumber(last[2]) >= score then score = tonumber(last[2]) + 1 end
+
+redis.call('SET', key, data, 'EX', ttl)
+redis.call('ZADD', idx, score, name)
+redis.call('HSET', sizes, name, size)
+total = total + size
+redis.call('SET', totalkey, total, 'EX', ttl)
+redis.call('EXPIRE', idx, ttl)
+redis.call('EXPIRE', sizes, ttl)
+return {size, evicted}
+"""
+
+
+class OverQuota(ValueError):
+    """The image alone is larger than its category's quota."""
+
+
+class UnknownCategory(KeyError):
+    """The category has no quota."""
+
+
+def image_key(category, name):
+    return "img:%s:%s" % (category, name)
+
+
+def bookkeeping_keys(category):
+    return ("imgidx:%s" % category, "imgsize:%s" % category, "imgbytes:%s" % category)
+
+
+def quota_for(quota_bytes, category):
+    if category not in quota_bytes:
+        raise UnknownCategory(category)
+    return int(quota_bytes[category])
+
+
+def put(client, quota_bytes, ttl, category, name, data):
+    """Store `data` under category/name; returns the number of older images evicted for it."""
+    quota = quota_for(quota_bytes, category)
+    if ttl <= 0:
+        raise ValueError("ttl must be above 0: every cache key needs a TTL")
+    keys = list(bookkeeping_keys(category)) + [image_key(category, name)]
+    script = client.register_script(PUT_SCRIPT)  # EVALSHA, loading the script when missing
+    size, evicted = script(keys=keys, args=[name, data, quota, int(ttl), image_key(category, "")])
+    if size < 0:
+        raise OverQuota("%d bytes is over the %s quota of %d bytes" % (len(data), category, quota))
+    return evicted
+
+
+def get(client, quota_bytes, category, name):
+    """The image's bytes, or None if absent (expired, evicted or never stored)."""
+    quota_for(quota_bytes, category)
+    return client.get(image_key(category, name))
+
+
+def usage(client, category):
+    """(total bytes, names oldest first) as the index records them."""
+    idx, _sizes, totalkey = bookkeeping_keys(category)
+    total = client.get(totalkey)
+    names = [n.decode() if isinstance(n, bytes) else n for n in client.zrange(idx, 0, -1)]
+    return int(total or 0), names

@@ -1,0 +1,78 @@
+"""The seed's memory report: the host, Redis, this service's process tree, the monitor's report."""
+from __future__ import annotations
+
+import json
+import os
+
+import psutil
+
+REDIS_FIELDS = ("used_memory", "used_memory_human", "maxmemory", "maxmemory_human",
+                "mem_fragmentation_ratio", "maxmemory_policy")
+
+
+def system_memory():
+    vm = psutil.virtual_memory()
+    return {"total": vm.total, "available": vm.available, "used": vm.used, "percent": vm.percent}
+
+
+def redis_memory(info):
+    """The fields of INFO memory the report shows, with used_percent of maxmemory (None if 0)."""
+    out = {key: info.get(key) for key in REDIS_FIELDS}
+    used, limit = info.get("used_memory"), info.get("maxmemory")
+    out["used_percent"] = round(100.0 * used / limit, 2) if used is not None and limit else None
+    return out
+
+
+def service_root(proc=None):
+    """The gunicorn master if this process is one of its workers, else this process."""
+    proc = proc or psutil.Process()
+    try:
+        parent = proc.parent()
+        if parent is not None and any("gunicorn" in part for part in parent.cmdline()):
+            return parent
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    return proc
+
+
+def process_entry(proc):
+    """pid, name, rss and pss (None when /proc/<pid>/smaps_rollup cannot be read)."""
+    try:
+        name, rss = proc.name(), proc.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    try:
+        pss = proc.memory_full_info().pss
+    except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+        pss = None
+    return {"pid": proc.pid, "name": name, "rss": rss, "pss": pss}
+
+
+def process_tree(root=None):
+    """The master and its workers (or this process and its children)."""
+    root = root or service_root()
+    try:
+        procs = [root] + root.children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        procs = [root]
+    return [entry for entry in map(process_entry, procs) if entry is not None]
+
+
+def monitor_report(path):
+    """The JSON the memory monitor last wrote, or None if it is missing or not (yet) valid."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def memory_report(redis_client, monitor_path):
+    return {
+        "system": system_memory(),
+        "redis": redis_memory(redis_client.info("memory")),
+        "processes": process_tree(),
+        "monitor": monitor_report(monitor_path),
+    }

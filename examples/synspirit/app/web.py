@@ -1,0 +1,128 @@
+"""The Flask application: health checks, a benchmark route, the memory report, the image cache."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+import redis
+from flask import Flask, Response, current_app, jsonify, request
+
+from app import image_cache
+from app.config import load_config, normalize
+from app.memory import memory_report
+
+log = logging.getLogger("synspirit")
+
+# ~1 ms of CPU on the 2-core test machines (one C call, so the timing is steady).
+WORK_ITERATIONS = 4000
+WORK_KEY = "work:hits"
+
+
+def create_app(config=None):
+    """The app for `config` (a dict of app.json's keys), or for $STACKFIT_CONFIG if None."""
+    config = load_config() if config is None else normalize(config)
+    app = Flask(__name__)
+    app.config["STACKFIT"] = config
+    app.config["WEBSOCKETS"] = config["websockets"]
+    quotas = config["image_cache_quota_bytes"]
+    # Refuse an upload larger than the largest quota before reading it all (Flask answers 413).
+    app.config["MAX_CONTENT_LENGTH"] = max(quotas.values()) if quotas else None
+    app.extensions["redis"] = redis.Redis.from_url(
+        config["redis_url"], socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+
+    app.add_url_rule("/healthz", view_func=healthz)
+    app.add_url_rule("/readyz", view_func=readyz)
+    app.add_url_rule("/api/work", view_func=work)
+    app.add_url_rule("/api/admin/system/memory", view_func=admin_memory)
+    app.add_url_rule("/api/images/<category>/<name>", view_func=put_image, methods=["PUT"])
+    app.add_url_rule("/api/images/<category>/<name>", view_func=get_image, methods=["GET"])
+    app.register_error_handler(redis.RedisError, redis_down)
+    return app
+
+
+def settings():
+    return current_app.config["STACKFIT"]
+
+
+def client():
+    return current_app.extensions["redis"]
+
+
+def error(status, message):
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def redis_down(exc):
+    log.warning("redis unavailable: %s", type(exc).__name__)
+    return error(503, "redis unavailable")
+
+
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+def readyz():
+    try:
+        client().ping()
+    except redis.RedisError:
+        return error(503, "redis unavailable")
+    return jsonify({"status": "ok", "redis": "ok"})
+
+
+def work():
+    digest = hashlib.pbkdf2_hmac("sha256", b"synspirit", b"stackfit", WORK_ITERATIONS)
+    with client().pipeline(transaction=False) as pipe:  # one round trip
+        pipe.incr(WORK_KEY)
+        pipe.expire(WORK_KEY, settings()["image_cache_ttl"])
+        hits, _ = pipe.execute()
+    return jsonify({"digest": digest.hex()[:16], "hits": hits})
+
+
+def bearer_ok(header, token):
+    """True if the Authorization header carries exactly `token`; an empty token admits no one."""
+    if not token or not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def admin_memory():
+    if not bearer_ok(request.headers.get("Authorization", ""), settings()["admin_token"]):
+        # Never log or echo what was sent: it may be a near-miss of the real token.
+        log.warning("refused an unauthorized request to %s from %s", request.path,
+                    request.remote_addr)
+        response = error(401, "unauthorized")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="synspirit"'
+        return response
+    return jsonify(memory_report(client(), settings()["monitor_report"]))
+
+
+def put_image(category, name):
+    config = settings()
+    if category not in config["image_cache_quota_bytes"]:
+        return error(404, "unknown category")
+    data = request.get_data(cache=False)
+    if not data:
+        return error(400, "empty image")
+    try:
+        evicted = image_cache.put(client(), config["image_cache_quota_bytes"],
+                                  config["image_cache_ttl"], category, name, data)
+    except image_cache.OverQuota as exc:
+        return error(413, str(exc))
+    return jsonify({"category": category, "name": name, "bytes": len(data),
+                    "evicted": evicted}), 201
+
+
+def get_image(category, name):
+    config = settings()
+    if category not in config["image_cache_quota_bytes"]:
+        return error(404, "unknown category")
+    data = image_cache.get(client(), config["image_cache_quota_bytes"], category, name)
+    if data is None:
+        return error(404, "not found")
+    return Response(data, mimetype="application/octet-stream")

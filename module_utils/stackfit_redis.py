@@ -1,0 +1,295 @@
+# -*- coding: utf-8 -*-
+"""stackfit's Redis memory rules: what to set, what to refuse, and what redis.conf says.
+
+Pure functions, no Ansible and no redis-py imports: plain pytest tests this file. The module
+``library/stackfit_redis_memory.py`` does the talking to Redis and calls these. Bad input raises
+RedisMemoryError naming the option and the value.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+from fractions import Fraction
+
+try:  # inside Ansible (AnsiballZ) and in tests through ansible.module_utils
+    from .stackfit_sizing import SizingError, parse_size
+except ImportError:  # plain import with module_utils/ on sys.path
+    from stackfit_sizing import SizingError, parse_size  # type: ignore[no-redef]
+
+POLICIES = (
+    "noeviction",
+    "allkeys-lru", "allkeys-lfu", "allkeys-random",
+    "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+)
+# The keys a Celery broker keeps in Redis: the default queue, the app's queues, kombu's bindings
+# and the unacked (visibility) structures. Evicting any of them loses tasks.
+DEFAULT_QUEUE_PATTERNS = ("celery", "updates", "ai_generation", "_kombu.binding.*", "unacked*")
+# maxmemory must leave this much room over what Redis already uses.
+USED_MEMORY_FACTOR = Fraction(11, 10)
+# Redis' own defaults, used when redis.conf has no line for a setting.
+REDIS_DEFAULTS = {"maxmemory": 0, "maxmemory_policy": "noeviction"}
+# Names as Redis spells them (CONFIG GET / SET, redis.conf).
+REDIS_NAMES = {"maxmemory": "maxmemory", "maxmemory_policy": "maxmemory-policy"}
+# How many found queue keys a refusal message names.
+KEYS_NAMED = 5
+MAX_INCLUDE_DEPTH = 10
+
+
+class RedisMemoryError(ValueError):
+    """Bad input or a bad redis.conf: the message names the option (or file) and the value."""
+
+
+def human_bytes(nbytes):
+    """A size for people: B, KiB, MiB or GiB with one decimal."""
+    nbytes = int(nbytes)
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if abs(nbytes) >= size:
+            return "%.1f %s" % (nbytes / size, unit)
+    return "%d B" % nbytes
+
+
+def describe_bytes(nbytes):
+    """``104857600 bytes (100.0 MiB)``; 0 is ``0 (no limit)`` for maxmemory."""
+    return "%d bytes (%s)" % (nbytes, human_bytes(nbytes))
+
+
+def describe_maxmemory(nbytes):
+    return "0 (no limit)" if nbytes == 0 else describe_bytes(nbytes)
+
+
+def parse_maxmemory(value, option="maxmemory"):
+    """Bytes from a size in redis.conf units ("100mb" = 100 * 1024^2, "100m" = 10^8) or bytes."""
+    try:
+        return parse_size(value, option)
+    except SizingError as exc:
+        raise RedisMemoryError(str(exc)) from None
+
+
+def parse_policy(value, option="maxmemory_policy"):
+    policy = str(value).strip().lower()
+    if policy not in POLICIES:
+        raise RedisMemoryError("%s: %r is not a Redis eviction policy (one of: %s)" % (
+            option, value, ", ".join(POLICIES)))
+    return policy
+
+
+def desired_settings(maxmemory=None, maxmemory_policy=None):
+    """The settings asked for, normalised: {"maxmemory": bytes, "maxmemory_policy": str}.
+
+    A setting left out (None) is not managed and does not appear.
+    """
+    desired = {}
+    if maxmemory is not None:
+        desired["maxmemory"] = parse_maxmemory(maxmemory)
+    if maxmemory_policy is not None:
+        desired["maxmemory_policy"] = parse_policy(maxmemory_policy)
+    if not desired:
+        raise RedisMemoryError("one of maxmemory or maxmemory_policy is required")
+    return desired
+
+
+def current_settings(config_maxmemory, config_policy):
+    """Normalise CONFIG GET answers (bytes or str) to {"maxmemory": int, "maxmemory_policy": str}."""
+    def text(value):
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    return {"maxmemory": int(text(config_maxmemory).strip()),
+            "maxmemory_policy": text(config_policy).strip().lower()}
+
+
+# --- redis.conf ----------------------------------------------------------------------------------
+
+def _split_conf_line(line):
+    """Split one redis.conf line the way Redis does (quotes allowed); [] for blanks and comments."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return []
+    try:
+        return shlex.split(stripped, comments=False, posix=True)
+    except ValueError:
+        return stripped.split()
+
+
+def parse_conf_memory(text, source="redis.conf", load_include=None, _depth=0):
+    """The maxmemory settings a redis.conf text gives, the last line winning as in Redis.
+
+    Returns {"maxmemory": bytes or None, "maxmemory_policy": str or None, "lines": {name: "file:n"}}
+    where None means the file (with its includes) has no line for the setting. ``load_include``
+    (path -> list of (source, text)) follows ``include`` lines in place; without it includes are
+    listed in "includes" and not read.
+    """
+    result = {"maxmemory": None, "maxmemory_policy": None, "lines": {}, "includes": []}
+    for number, line in enumerate(text.splitlines(), 1):
+        words = _split_conf_line(line)
+        if not words:
+            continue
+        name = words[0].lower()
+        where = "%s:%d" % (source, number)
+        if name == "include" and len(words) == 2:
+            result["includes"].append(words[1])
+            if load_include is None:
+                continue
+            if _depth >= MAX_INCLUDE_DEPTH:
+                raise RedisMemoryError("%s: includes nest deeper than %d" % (where, MAX_INCLUDE_DEPTH))
+            for inc_source, inc_text in load_include(words[1]):
+                sub = parse_conf_memory(inc_text, inc_source, load_include, _depth + 1)
+                for key in REDIS_NAMES:
+                    if sub[key] is not None:
+                        result[key] = sub[key]
+                        result["lines"][key] = sub["lines"][key]
+                result["includes"].extend(sub["includes"])
+            continue
+        if name not in ("maxmemory", "maxmemory-policy"):
+            continue
+        if len(words) != 2:
+            raise RedisMemoryError("%s: %r needs exactly one value" % (where, line.strip()))
+        if name == "maxmemory":
+            try:
+                result["maxmemory"] = parse_maxmemory(words[1], "maxmemory")
+            except RedisMemoryError as exc:
+                raise RedisMemoryError("%s: %s" % (where, exc)) from None
+            result["lines"]["maxmemory"] = where
+        else:
+            result["maxmemory_policy"] = parse_policy(words[1], "%s: maxmemory-policy" % where)
+            result["lines"]["maxmemory_policy"] = where
+    return result
+
+
+def effective_conf(conf):
+    """What a Redis restarted from this file runs with: the file's values, else Redis' defaults."""
+    return {key: conf[key] if conf.get(key) is not None else REDIS_DEFAULTS[key]
+            for key in REDIS_NAMES}
+
+
+def conf_drift(conf, desired, path):
+    """A message when the file and the requested live values would disagree after a restart."""
+    effective = effective_conf(conf)
+    differences = []
+    for key in REDIS_NAMES:
+        if key not in desired or effective[key] == desired[key]:
+            continue
+        where = conf["lines"].get(key)
+        in_file = ("%s (line %s)" % (_value_text(key, effective[key]), where) if where else
+                   "%s (no %s line: Redis' default)" % (_value_text(key, effective[key]),
+                                                        REDIS_NAMES[key]))
+        differences.append("%s: file %s, requested %s" % (
+            REDIS_NAMES[key], in_file, _value_text(key, desired[key])))
+    if not differences:
+        return None
+    return ("config file %s disagrees with the requested live values (%s): after a restart Redis "
+            "would run with the file's values. Template the same values into %s first (or use "
+            "rewrite: true when Redis owns its config file)" % (
+                path, "; ".join(differences), path))
+
+
+def _value_text(key, value):
+    return describe_maxmemory(value) if key == "maxmemory" else value
+
+
+# --- safety checks -------------------------------------------------------------------------------
+
+def memory_floor(used_memory):
+    """The smallest maxmemory allowed: used_memory x 1.1, rounded up to a byte."""
+    return int(math.ceil(Fraction(int(used_memory)) * USED_MEMORY_FACTOR))
+
+
+def maxmemory_refusal(requested, used_memory, current=0):
+    """A message when ``requested`` would squeeze what Redis holds, else None.
+
+    0 is "no limit" and always allowed. A request that raises the current limit is allowed too
+    (it cannot evict more than the limit in force does), see maxmemory_warning.
+    """
+    floor = memory_floor(used_memory)
+    if requested == 0 or requested >= floor:
+        return None
+    if current and requested >= current:
+        return None
+    return ("maxmemory %s is below used_memory %s x %s = %s: Redis would start evicting keys (or "
+            "refusing writes under noeviction) at once. Ask for at least %s, or set force: true" % (
+                describe_bytes(requested), describe_bytes(used_memory), float(USED_MEMORY_FACTOR),
+                describe_bytes(floor), describe_bytes(floor)))
+
+
+def maxmemory_warning(requested, used_memory, current=0):
+    """A warning for a raise that still stays under the floor (allowed: it relieves pressure)."""
+    floor = memory_floor(used_memory)
+    if requested == 0 or requested >= floor or not current or requested < current:
+        return None
+    return ("maxmemory %s raises the limit from %s but stays below used_memory x %s = %s" % (
+        describe_bytes(requested), describe_bytes(current), float(USED_MEMORY_FACTOR),
+        describe_bytes(floor)))
+
+
+def is_allkeys(policy):
+    return str(policy).startswith("allkeys-")
+
+
+def needs_queue_scan(current, after):
+    """True when the change lets Redis evict any key (queues included) where it could not before.
+
+    That is: the policy becomes allkeys-*, or under an allkeys-* policy a limit is set or lowered.
+    """
+    if not is_allkeys(after["maxmemory_policy"]):
+        return False
+    if after["maxmemory_policy"] != current["maxmemory_policy"]:
+        return True
+    old, new = current["maxmemory"], after["maxmemory"]
+    return new != 0 and (old == 0 or new < old)
+
+
+def policy_refusal(after, found_keys, where="Redis"):
+    """A message when an allkeys-* policy would let Redis evict Celery queue keys, else None."""
+    if not is_allkeys(after["maxmemory_policy"]) or not found_keys:
+        return None
+    named = ", ".join(found_keys[:KEYS_NAMED])
+    more = " and more" if len(found_keys) > KEYS_NAMED else ""
+    return ("maxmemory-policy %s with maxmemory %s would let Redis evict any key, but %s holds "
+            "Celery queue keys (%s%s): evicting them loses tasks. Use a volatile-* policy or "
+            "noeviction, move the broker to its own Redis, or set force: true" % (
+                after["maxmemory_policy"], describe_maxmemory(after["maxmemory"]), where, named,
+                more))
+
+
+def is_glob(pattern):
+    return any(char in pattern for char in "*?[\\")
+
+
+# --- the change ----------------------------------------------------------------------------------
+
+def compute_change(current, desired):
+    """(after, changes): the settings after the change and {name: (before, after)} that differ.
+
+    Compared as numbers for maxmemory and lower-case names for the policy.
+    """
+    after = dict(current)
+    changes = {}
+    for key, value in desired.items():
+        if current[key] != value:
+            changes[key] = (current[key], value)
+            after[key] = value
+    return after, changes
+
+
+def change_message(changes, where, check_mode=False):
+    if not changes:
+        return "%s: nothing to change" % where
+    verb = "would set" if check_mode else "set"
+    parts = ["%s %s -> %s" % (REDIS_NAMES[key], _value_text(key, before), _value_text(key, after))
+             for key, (before, after) in sorted(changes.items())]
+    return "%s: %s %s" % (where, verb, "; ".join(parts))
+
+
+def redis_error_message(kind, where, detail, command=None, user=None):
+    """The failure message for a Redis error ``kind``: unreachable, auth, noperm, other."""
+    who = "user %r" % user if user else "the default user"
+    if kind == "unreachable":
+        return ("cannot reach Redis at %s: %s. Is redis-server running and listening there "
+                "(bind, port, tls)?" % (where, detail))
+    if kind == "auth":
+        return ("Redis at %s refused the login as %s: %s. Check login_password%s" % (
+            where, who, detail, " and login_user" if user else " (and login_user for an ACL user)"))
+    if kind == "noperm":
+        return ("Redis at %s denied %s to %s: %s. This module needs +config|get, +config|set, "
+                "+info, +exists, +scan, +select (and +config|rewrite with rewrite: true)" % (
+                    where, command or "a command", who, detail))
+    return "Redis at %s failed on %s: %s" % (where, command or "a command", detail)

@@ -1,0 +1,199 @@
+"""The sizing rules: seed profiles, caps, bad input, and properties checked with hypothesis."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import stackfit_sizing as sz
+
+MIB = 1024 ** 2
+GIB = 1024 ** 3
+DEV_QUOTAS = {"article": 0.20, "post": 0.15, "dynamic": 0.10, "profile": 0.05, "cover": 0.05,
+              "general": 0.05}
+PROD_QUOTAS = {"article": 0.30, "post": 0.25, "dynamic": 0.15, "profile": 0.10, "cover": 0.10,
+               "general": 0.10}
+
+
+def dev(**kw):
+    params = dict(cpus=2, memory_bytes=24 * GIB, redis_memory_limit="100mb", gunicorn_workers=3,
+                  celery_concurrency=20, monitor_interval=1800, memory_budget="25%",
+                  image_cache_quotas=DEV_QUOTAS)
+    params.update(kw)
+    return params
+
+
+def test_development_profile_values():
+    plan = sz.plan(dev())
+    assert plan["gunicorn_workers"] == 3
+    assert plan["celery_concurrency"] == 20
+    assert plan["redis_maxmemory_bytes"] == 100 * MIB
+    assert plan["redis_maxmemory"] == "100mb"
+    assert plan["monitor_interval"] == 1800
+    assert plan["image_cache_quota_bytes"]["article"] == int(0.2 * 100 * MIB)
+    assert plan["fits"] is True
+    assert plan["budget_bytes"] == 6 * GIB
+    assert plan["planned_bytes"] == sum(plan["service_bytes"].values())
+
+
+def test_production_auto_workers_is_seed_formula_when_memory_allows():
+    plan = sz.plan(dict(cpus=8, memory_bytes=16 * GIB, gunicorn_workers="auto",
+                        celery_concurrency=1000, redis_memory_limit="1gb", memory_budget="75%",
+                        image_cache_quotas=PROD_QUOTAS))
+    assert plan["gunicorn_workers"] == 17  # 8 x 2 + 1, the seed's CPU x 2 + 1
+    assert plan["redis_maxmemory"] == "1gb"
+    assert any("auto = 2 per CPU x 8 CPUs + 1 = 17" in line for line in plan["explain"])
+
+
+def test_auto_workers_capped_by_memory_and_explained():
+    plan = sz.plan(dict(cpus=8, memory_bytes=1 * GIB, services=["web", "monitor"],
+                        memory_budget="25%"))
+    # budget 256 MiB - master 30 - monitor 30 = 196 MiB -> 6 workers of 30 MiB, not 17
+    assert plan["gunicorn_workers"] == 6
+    assert plan["fits"]
+    assert any("capped to 6 by memory" in line for line in plan["explain"])
+
+
+def test_fixed_workers_that_do_not_fit_are_kept_and_flagged():
+    plan = sz.plan(dict(cpus=2, memory_bytes=1 * GIB, services=["web"], gunicorn_workers=40,
+                        memory_budget="25%"))
+    assert plan["gunicorn_workers"] == 40
+    assert plan["fits"] is False
+    assert any("does not fit" in line and "kept as asked" in line for line in plan["explain"])
+
+
+def test_plan_that_cannot_fit_at_one_worker_fails_with_numbers_unless_overcommit():
+    params = dict(cpus=2, memory_bytes=1 * GIB, memory_budget="5%", redis_memory_limit="100mb")
+    with pytest.raises(sz.SizingError, match=r"memory_budget: '5%'.*cannot hold.*MiB"):
+        sz.plan(params)
+    plan = sz.plan(dict(params, allow_overcommit=True))
+    assert plan["fits"] is False and plan["gunicorn_workers"] == 1
+
+
+def test_only_services_on_the_host_take_memory():
+    full = sz.plan(dev())
+    web_only = sz.plan(dev(services=["web"]))
+    assert set(web_only["service_bytes"]) == {"web"}
+    assert web_only["planned_bytes"] == full["service_bytes"]["web"]
+    assert web_only["celery_concurrency"] == 0
+
+
+def test_preload_uses_the_preload_estimates():
+    plain = sz.plan(dev(services=["web"]))
+    preload = sz.plan(dev(services=["web"], gunicorn_preload=True))
+    assert plain["service_bytes"]["web"] == 30 * MIB + 3 * 30 * MIB
+    assert preload["service_bytes"]["web"] == 48 * MIB + 3 * 12 * MIB
+
+
+def test_estimates_are_overridable():
+    plan = sz.plan(dev(services=["web"], estimates={"gunicorn_worker": "100mb"}))
+    assert plan["service_bytes"]["web"] == 30 * MIB + 300 * MIB
+
+
+def test_redis_percent_and_auto():
+    pct = sz.plan(dev(redis_memory_limit="25%", memory_bytes=4 * GIB, memory_budget="75%"))
+    assert pct["redis_maxmemory"] == "1gb"
+    auto = sz.plan(dev(redis_memory_limit="auto", memory_bytes=4 * GIB))
+    # a quarter of the 1 GiB budget, less 12 MiB base, over 1.2 overhead, rounded down to MiB
+    assert auto["redis_maxmemory_bytes"] == int((256 * MIB - 12 * MIB) / 1.2) // MIB * MIB
+    cache_only = sz.plan(dev(redis_memory_limit="auto", memory_bytes=4 * GIB, services=["cache"]))
+    assert cache_only["redis_maxmemory_bytes"] > auto["redis_maxmemory_bytes"]
+
+
+def test_celery_auto_rule():
+    plan = sz.plan(dev(celery_concurrency="auto", cpus=2))
+    assert plan["celery_concurrency"] == 100  # 50 per CPU x 2
+    big = sz.plan(dev(celery_concurrency="auto", cpus=64))
+    assert big["celery_concurrency"] == 1000  # the max
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("100mb", 100 * MIB), ("1gb", GIB), ("512MiB", 512 * MIB), ("4096", 4096), (4096, 4096),
+    ("1k", 1000), ("1kb", 1024), ("1m", 10 ** 6), ("1g", 10 ** 9), ("1.5gb", 3 * GIB // 2),
+    ("100 MB", 100 * MIB)])
+def test_parse_size_follows_redis_units(text, expected):
+    assert sz.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("nbytes,text", [(100 * MIB, "100mb"), (GIB, "1gb"), (1536, "1536"),
+                                         (2048, "2kb"), (1000, "1000")])
+def test_format_size(nbytes, text):
+    assert sz.format_size(nbytes) == text
+
+
+@pytest.mark.parametrize("override,pattern", [
+    ({"image_cache_quotas": {"a": 0.6, "b": 0.5}}, r"image_cache_quotas: .* sum to 1.1, over 1"),
+    ({"image_cache_quotas": {"a": 0}}, r"image_cache_quotas.a: 0 must be above 0"),
+    ({"image_cache_quotas": {"a": -0.1}}, r"image_cache_quotas.a: -0.1 must be above 0"),
+    ({"gunicorn_workers": 0}, r"gunicorn_workers: 0 must be 'auto' or a positive integer"),
+    ({"gunicorn_workers": -3}, r"gunicorn_workers: -3 must be"),
+    ({"gunicorn_workers": "many"}, r"gunicorn_workers: 'many' must be"),
+    ({"celery_concurrency": 0}, r"celery_concurrency: 0 must be"),
+    ({"redis_memory_limit": "lots"}, r"redis_memory_limit: 'lots' is not a size"),
+    ({"redis_memory_limit": "12xb"}, r"redis_memory_limit: '12xb' has an unknown unit"),
+    ({"redis_memory_limit": "120%"}, r"redis_memory_limit: '120%' is a percentage over 100"),
+    ({"redis_memory_limit": "-5%"}, r"redis_memory_limit: '-5%' is a percentage under 0"),
+    ({"memory_budget": "101%"}, r"memory_budget: '101%' is a percentage over 100"),
+    ({"memory_budget": "-1%"}, r"memory_budget: '-1%' is a percentage under 0"),
+    ({"memory_budget": "1tb"}, r"memory_budget: '1tb' is above the host's memory"),
+    ({"services": ["web", "db"]}, r"services: 'db' is not a service"),
+    ({"monitor_interval": 5}, r"monitor_interval: 5 is under 10 seconds"),
+    ({"cpus": 0}, r"cpus: 0 must be above 0"),
+    ({"estimates": {"gunicorn_worker": "big"}}, r"estimates.gunicorn_worker: 'big' is not a size"),
+    ({"estimates": {"nginx": "10mb"}}, r"estimates: \['nginx'\] are unknown"),
+])
+def test_bad_input_names_option_and_value(override, pattern):
+    with pytest.raises(sz.SizingError, match=pattern):
+        sz.plan(dev(**override))
+
+
+quota_sets = st.lists(st.integers(1, 1000), min_size=0, max_size=6).filter(
+    lambda xs: sum(xs) <= 1000).map(lambda xs: {"c%d" % i: x / 1000 for i, x in enumerate(xs)})
+services = st.lists(st.sampled_from(sz.SERVICES), min_size=1, max_size=4, unique=True)
+redis_limits = st.one_of(st.just("auto"), st.integers(1, 40).map(lambda p: "%d%%" % p),
+                         st.integers(1, 512).map(lambda m: "%dmb" % m))
+workers = st.one_of(st.just("auto"), st.integers(1, 40))
+concurrency = st.one_of(st.just("auto"), st.integers(1, 2000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(cpus=st.floats(0.1, 128), mem_mib=st.integers(128, 512 * 1024), svc=services,
+       redis=redis_limits, quotas=quota_sets, w=workers, c=concurrency,
+       budget=st.integers(5, 100), preload=st.booleans())
+def test_properties_of_any_plan(cpus, mem_mib, svc, redis, quotas, w, c, budget, preload):
+    params = dict(cpus=cpus, memory_bytes=mem_mib * MIB, services=svc, redis_memory_limit=redis,
+                  image_cache_quotas=quotas, gunicorn_workers=w, celery_concurrency=c,
+                  memory_budget="%d%%" % budget, gunicorn_preload=preload)
+    try:
+        plan = sz.plan(params)
+    except sz.SizingError as exc:
+        assert "cannot hold the stack even at one worker" in str(exc)
+        plan = sz.plan(dict(params, allow_overcommit=True))
+        assert plan["fits"] is False
+    if plan["fits"]:
+        assert plan["planned_bytes"] <= plan["budget_bytes"]
+    if "web" in svc:
+        assert plan["gunicorn_workers"] >= 1
+    assert sum(plan["image_cache_quota_bytes"].values()) <= plan["redis_maxmemory_bytes"]
+    assert plan["explain"] and all("\n" not in line for line in plan["explain"])
+
+
+MONOTONE_KEYS = ("gunicorn_workers", "celery_concurrency", "redis_maxmemory_bytes", "budget_bytes")
+
+
+@settings(max_examples=300, deadline=None)
+@given(cpus=st.floats(0.1, 64), more_cpus=st.floats(0, 64), mem_mib=st.integers(256, 256 * 1024),
+       more_mib=st.integers(0, 256 * 1024), svc=services,
+       redis=st.one_of(st.just("auto"), st.just("10%"), st.just("64mb")),
+       w=st.one_of(st.just("auto"), st.just(3)), c=st.one_of(st.just("auto"), st.just(20)),
+       budget=st.integers(20, 90))
+def test_results_never_decrease_when_cpus_or_memory_grow(cpus, more_cpus, mem_mib, more_mib, svc,
+                                                        redis, w, c, budget):
+    base = dict(services=svc, redis_memory_limit=redis, gunicorn_workers=w, celery_concurrency=c,
+                memory_budget="%d%%" % budget, allow_overcommit=True)
+    small = sz.plan(dict(base, cpus=cpus, memory_bytes=mem_mib * MIB))
+    more_cpu = sz.plan(dict(base, cpus=cpus + more_cpus, memory_bytes=mem_mib * MIB))
+    more_mem = sz.plan(dict(base, cpus=cpus, memory_bytes=(mem_mib + more_mib) * MIB))
+    for key in MONOTONE_KEYS:
+        assert more_cpu[key] >= small[key], key
+        assert more_mem[key] >= small[key], key
