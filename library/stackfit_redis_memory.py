@@ -17,9 +17,9 @@ description:
     allowed. A request that raises the limit in force is allowed even under the floor (it cannot
     evict more than the current limit does); the module warns then.
   - Refuses, unless O(force=true), a change that lets Redis evict any key while it holds Celery
-    queue keys (O(queue_patterns)): a change to an C(allkeys-*) policy, or setting or lowering
-    O(maxmemory) under an C(allkeys-*) policy. Every database that INFO keyspace lists is checked,
-    with EXISTS for plain names and a bounded SCAN MATCH for patterns.
+    queue keys (O(queue_patterns)), that is a change to an C(allkeys-*) policy, or setting or
+    lowering O(maxmemory) under an C(allkeys-*) policy. Every database that INFO keyspace lists is
+    checked, with EXISTS for plain names and a bounded SCAN MATCH for patterns.
   - With O(config_file), fails when the file's C(maxmemory) / C(maxmemory-policy) lines (the last
     line wins, C(include) lines are followed, a missing line means Redis' default C(0) /
     C(noeviction)) disagree with the requested values, since Redis would run with the file's values
@@ -148,7 +148,8 @@ before:
   type: dict
   sample: {maxmemory: 0, maxmemory_policy: noeviction}
 after:
-  description: Both settings after the run (read back from Redis unless in check mode).
+  description: Both settings after the run (read back from Redis; the would-be values in check
+    mode; the unchanged live values when the run was refused).
   returned: success and failure after Redis was read
   type: dict
   sample: {maxmemory: 104857600, maxmemory_policy: volatile-lru}
@@ -190,9 +191,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.stackfit_redis import (
     DEFAULT_QUEUE_PATTERNS, KEYS_NAMED, POLICIES, REDIS_NAMES, RedisMemoryError, change_message,
-    compute_change, conf_drift, current_settings, desired_settings, effective_conf, human_bytes,
-    is_glob, maxmemory_refusal, maxmemory_warning, needs_queue_scan, parse_conf_memory,
-    policy_refusal, redis_error_message)
+    check_maxmemory, check_policy, compute_change, conf_drift, current_settings, desired_settings,
+    effective_conf, human_bytes, is_glob, needs_queue_scan, parse_conf_memory, redis_error_message)
 
 REDIS_IMPORT_ERROR = None
 try:
@@ -233,6 +233,18 @@ class Failure(Exception):
         self.extra = extra
 
 
+def _error_kind(exc):
+    if isinstance(exc, (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)):
+        return "auth"
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return "noperm"
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "unreachable"
+    if str(exc).startswith(("NOAUTH", "WRONGPASS")):
+        return "auth"
+    return "other"
+
+
 class Session:
     """redis-py clients per database; every call names its command for the error message."""
 
@@ -256,16 +268,10 @@ class Session:
             client = self._clients[db] = redis.Redis(db=db, **self.kwargs)
         try:
             return call(client)
-        except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-            kind = "auth"
-        except redis.exceptions.NoPermissionError as exc:
-            kind = "noperm"
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            kind = "unreachable"
         except redis.exceptions.RedisError as exc:
-            kind = "auth" if str(exc).startswith(("NOAUTH", "WRONGPASS")) else "other"
-        raise Failure(redis_error_message(kind, self.where, str(exc) or type(exc).__name__,
-                                          command, self.user))
+            raise Failure(redis_error_message(
+                _error_kind(exc), self.where, str(exc) or type(exc).__name__, command, self.user,
+                self.kwargs["password"] is not None)) from None
 
     def settings(self):
         maxmemory = self.run("CONFIG GET", lambda c: c.config_get("maxmemory"))
@@ -275,7 +281,8 @@ class Session:
     def find_queue_keys(self, patterns):
         """(keys found as "key (dbN)", complete): stops after KEYS_NAMED + 1 keys or the bound."""
         keyspace = self.run("INFO keyspace", lambda c: c.info("keyspace"))
-        dbs = sorted(int(name[2:]) for name in keyspace if name.startswith("db") and name[2:].isdigit())
+        dbs = sorted(int(name[2:]) for name in keyspace
+                     if name.startswith("db") and name[2:].isdigit())
         found, complete = [], True
         for db in dbs:
             for pattern in patterns:
@@ -302,7 +309,8 @@ class Session:
 def read_conf(path):
     """The memory settings of a redis.conf, following its include lines."""
     def load_include(pattern):
-        pattern = os.path.join(os.path.dirname(path), pattern) if not os.path.isabs(pattern) else pattern
+        if not os.path.isabs(pattern):
+            pattern = os.path.join(os.path.dirname(path), pattern)
         return [(name, _read_text(name)) for name in sorted(glob.glob(pattern))]
 
     return parse_conf_memory(_read_text(path), path, load_include)
@@ -322,41 +330,55 @@ def conf_result(conf):
             "config_file_policy": effective["maxmemory_policy"]}
 
 
+def _check(module, session, result, outcome):
+    error, warning = outcome
+    if error:
+        raise Failure("Redis at %s: %s" % (session.where, error), **result)
+    if warning:
+        module.warn("Redis at %s: %s" % (session.where, warning))
+
+
 def run(module, session, desired, conf):
     """Read, compare, check, apply. Returns the result for exit_json or raises Failure."""
     p = module.params
     current = session.settings()
     used = int(session.run("INFO memory", lambda c: c.info("memory"))["used_memory"])
     after, changes = compute_change(current, desired)
-    result = dict(before=current, after=after, used_memory=used, used_memory_human=human_bytes(used))
+    # "after" stays the live values until something is set (a refusal leaves Redis as it was).
+    result = dict(before=current, after=dict(current), used_memory=used,
+                  used_memory_human=human_bytes(used))
     if conf is not None:
         result.update(conf_result(conf))
 
     if "maxmemory" in changes:
-        refusal = maxmemory_refusal(after["maxmemory"], used, current["maxmemory"])
-        if refusal and not p["force"]:
-            raise Failure(refusal, **result)
-        for text in (refusal, maxmemory_warning(after["maxmemory"], used, current["maxmemory"])):
-            if text:
-                module.warn("%s: %s" % (session.where, text.split(". Ask for")[0]))
+        _check(module, session, result,
+               check_maxmemory(after["maxmemory"], used, current["maxmemory"], p["force"]))
     if needs_queue_scan(current, after):
         found, complete = session.find_queue_keys(p["queue_patterns"])
         result["queue_keys_found"] = found
         if not complete:
             module.warn("the queue key scan on %s stopped after %d SCAN calls per pattern and "
-                        "database; keys beyond were not looked at" % (session.where, SCAN_MAX_CALLS))
-        refusal = policy_refusal(after, found, "Redis at %s" % session.where)
-        if refusal and not p["force"]:
-            raise Failure(refusal, **result)
-        if refusal:
-            module.warn(refusal.split(". Use a")[0] + "; force: true sets it anyway")
+                        "database; keys beyond were not looked at" % (
+                            session.where, SCAN_MAX_CALLS))
+        _check(module, session, result,
+               check_policy(after, found, force=p["force"]))
 
     drift = conf_drift(conf, desired, p["config_file"]) if conf is not None else None
     if drift and not p["rewrite"]:
         raise Failure(drift, **result)
     rewrite = p["rewrite"] and bool(changes or drift)
     result["rewritten"] = rewrite
+    if rewrite:
+        # Before anything is set: CONFIG REWRITE needs a config file, and it must be config_file.
+        own = session.run("INFO server", lambda c: c.info("server")).get("config_file") or ""
+        if not own:
+            raise Failure("rewrite: Redis at %s runs without a config file, CONFIG REWRITE would "
+                          "fail; nothing was set" % session.where, **result)
+        if p["config_file"] and os.path.realpath(own) != os.path.realpath(p["config_file"]):
+            raise Failure("rewrite: Redis at %s owns %s, not config_file %s; nothing was set" % (
+                session.where, own, p["config_file"]), **result)
 
+    result["after"] = dict(after)
     if not module.check_mode:
         # Policy first: an eviction the new limit causes then follows the new policy.
         for key in ("maxmemory_policy", "maxmemory"):
@@ -365,15 +387,14 @@ def run(module, session, desired, conf):
         if rewrite:
             session.run("CONFIG REWRITE", lambda c: c.config_rewrite())
         if changes:
-            after = result["after"] = session.settings()
+            after = session.settings()
+            result["after"] = dict(after)
         if rewrite and conf is not None:
             conf = read_conf(p["config_file"])
             result.update(conf_result(conf))
             drift = conf_drift(conf, desired, p["config_file"])
             if drift:
-                info = session.run("INFO server", lambda c: c.info("server"))
-                raise Failure("after CONFIG REWRITE: %s. Redis' own config file is %r" % (
-                    drift, info.get("config_file") or "(none)"), **result)
+                raise Failure("after CONFIG REWRITE: %s" % drift, **result)
 
     result.update(changed=bool(changes) or rewrite, maxmemory_bytes=after["maxmemory"],
                   maxmemory_policy=after["maxmemory_policy"])
@@ -382,7 +403,7 @@ def run(module, session, desired, conf):
         msg += "; %s CONFIG REWRITE" % ("would run" if module.check_mode else "ran")
     result["msg"] = msg
     if module._diff:
-        result["diff"] = dict(before=result["before"], after=dict(after),
+        result["diff"] = dict(before=result["before"], after=result["after"],
                               before_header="redis %s" % session.where,
                               after_header="redis %s" % session.where)
     return result

@@ -89,7 +89,7 @@ def desired_settings(maxmemory=None, maxmemory_policy=None):
 
 
 def current_settings(config_maxmemory, config_policy):
-    """Normalise CONFIG GET answers (bytes or str) to {"maxmemory": int, "maxmemory_policy": str}."""
+    """CONFIG GET answers (bytes or str) as {"maxmemory": int, "maxmemory_policy": str}."""
     def text(value):
         return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -130,7 +130,8 @@ def parse_conf_memory(text, source="redis.conf", load_include=None, _depth=0):
             if load_include is None:
                 continue
             if _depth >= MAX_INCLUDE_DEPTH:
-                raise RedisMemoryError("%s: includes nest deeper than %d" % (where, MAX_INCLUDE_DEPTH))
+                raise RedisMemoryError("%s: includes nest deeper than %d" % (
+                    where, MAX_INCLUDE_DEPTH))
             for inc_source, inc_text in load_include(words[1]):
                 sub = parse_conf_memory(inc_text, inc_source, load_include, _depth + 1)
                 for key in REDIS_NAMES:
@@ -193,31 +194,26 @@ def memory_floor(used_memory):
     return int(math.ceil(Fraction(int(used_memory)) * USED_MEMORY_FACTOR))
 
 
-def maxmemory_refusal(requested, used_memory, current=0):
-    """A message when ``requested`` would squeeze what Redis holds, else None.
+def check_maxmemory(requested, used_memory, current=0, force=False):
+    """(error, warning) for setting maxmemory to ``requested``; each a message or None.
 
-    0 is "no limit" and always allowed. A request that raises the current limit is allowed too
-    (it cannot evict more than the limit in force does), see maxmemory_warning.
+    Below used_memory x 1.1 is an error, a warning with ``force``. 0 is "no limit" and always
+    allowed. A request that raises the limit in force only warns even under the floor: it cannot
+    evict more than the current limit does, and refusing it would block relief under pressure.
     """
     floor = memory_floor(used_memory)
     if requested == 0 or requested >= floor:
-        return None
+        return None, None
+    problem = "maxmemory %s is below used_memory %s x %s = %s" % (
+        describe_bytes(requested), describe_bytes(used_memory), float(USED_MEMORY_FACTOR),
+        describe_bytes(floor))
     if current and requested >= current:
-        return None
-    return ("maxmemory %s is below used_memory %s x %s = %s: Redis would start evicting keys (or "
-            "refusing writes under noeviction) at once. Ask for at least %s, or set force: true" % (
-                describe_bytes(requested), describe_bytes(used_memory), float(USED_MEMORY_FACTOR),
-                describe_bytes(floor), describe_bytes(floor)))
-
-
-def maxmemory_warning(requested, used_memory, current=0):
-    """A warning for a raise that still stays under the floor (allowed: it relieves pressure)."""
-    floor = memory_floor(used_memory)
-    if requested == 0 or requested >= floor or not current or requested < current:
-        return None
-    return ("maxmemory %s raises the limit from %s but stays below used_memory x %s = %s" % (
-        describe_bytes(requested), describe_bytes(current), float(USED_MEMORY_FACTOR),
-        describe_bytes(floor)))
+        return None, "%s; allowed since it raises the limit in force, %s" % (
+            problem, describe_bytes(current))
+    if force:
+        return None, "%s; set anyway (force: true): Redis may evict keys now" % problem
+    return ("%s: Redis would start evicting keys (or refusing writes under noeviction) at once. "
+            "Ask for at least %s, or set force: true" % (problem, describe_bytes(floor))), None
 
 
 def is_allkeys(policy):
@@ -237,17 +233,20 @@ def needs_queue_scan(current, after):
     return new != 0 and (old == 0 or new < old)
 
 
-def policy_refusal(after, found_keys, where="Redis"):
-    """A message when an allkeys-* policy would let Redis evict Celery queue keys, else None."""
+def check_policy(after, found_keys, where="Redis", force=False):
+    """(error, warning) when the settings ``after`` let Redis evict the Celery queue keys found."""
     if not is_allkeys(after["maxmemory_policy"]) or not found_keys:
-        return None
+        return None, None
     named = ", ".join(found_keys[:KEYS_NAMED])
     more = " and more" if len(found_keys) > KEYS_NAMED else ""
-    return ("maxmemory-policy %s with maxmemory %s would let Redis evict any key, but %s holds "
-            "Celery queue keys (%s%s): evicting them loses tasks. Use a volatile-* policy or "
-            "noeviction, move the broker to its own Redis, or set force: true" % (
-                after["maxmemory_policy"], describe_maxmemory(after["maxmemory"]), where, named,
-                more))
+    problem = ("maxmemory-policy %s with maxmemory %s lets Redis evict any key, and %s holds "
+               "Celery queue keys (%s%s)" % (
+                   after["maxmemory_policy"], describe_maxmemory(after["maxmemory"]), where, named,
+                   more))
+    if force:
+        return None, "%s; set anyway (force: true)" % problem
+    return ("%s: evicting them loses tasks. Use a volatile-* policy or noeviction, give the broker "
+            "its own Redis, or set force: true" % problem), None
 
 
 def is_glob(pattern):
@@ -279,12 +278,19 @@ def change_message(changes, where, check_mode=False):
     return "%s: %s %s" % (where, verb, "; ".join(parts))
 
 
-def redis_error_message(kind, where, detail, command=None, user=None):
+def redis_error_message(kind, where, detail, command=None, user=None, password_given=True):
     """The failure message for a Redis error ``kind``: unreachable, auth, noperm, other."""
     who = "user %r" % user if user else "the default user"
+    detail = str(detail).strip().rstrip(".")
+    if kind == "unreachable" and ("SSL" in detail or "certificate" in detail.lower()):
+        return ("TLS connection to Redis at %s failed: %s. Check tls, ca_certs and "
+                "validate_certs" % (where, detail))
     if kind == "unreachable":
         return ("cannot reach Redis at %s: %s. Is redis-server running and listening there "
                 "(bind, port, tls)?" % (where, detail))
+    if kind == "auth" and not password_given:
+        return ("Redis at %s requires a login and no login_password was given (%s)" % (
+            where, detail))
     if kind == "auth":
         return ("Redis at %s refused the login as %s: %s. Check login_password%s" % (
             where, who, detail, " and login_user" if user else " (and login_user for an ACL user)"))

@@ -22,7 +22,7 @@ WORK_KEY = "work:hits"
 def create_app(config=None):
     """The app for `config` (a dict of app.json's keys), or for $STACKFIT_CONFIG if None."""
     config = load_config() if config is None else normalize(config)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config["STACKFIT"] = config
     app.config["WEBSOCKETS"] = config["websockets"]
     quotas = config["image_cache_quota_bytes"]

@@ -1,0 +1,102 @@
+"""The Flask routes through the test client, against a real redis-server."""
+import json
+import logging
+
+from synspirit_support import ADMIN_TOKEN, QUOTA, app_config, client  # noqa: F401 (fixtures)
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_up_then_down(client, redis_server):
+    assert client.get("/readyz").status_code == 200
+    redis_server.stop()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    # healthz makes no Redis call: still fine
+    assert client.get("/healthz").status_code == 200
+
+
+def test_work_counts_hits_with_a_ttl(client, redis_server):
+    first = client.get("/api/work").get_json()
+    second = client.get("/api/work").get_json()
+    assert second["hits"] == first["hits"] + 1
+    assert len(first["digest"]) == 16
+    assert redis_server.client().ttl("work:hits") > 0
+
+
+def test_memory_report_requires_the_token(client, caplog, tmp_path, app_config):
+    caplog.set_level(logging.DEBUG)
+    with open(app_config["monitor_report"], "w", encoding="utf-8") as handle:
+        json.dump({"checked_at": 1, "status": "ok"}, handle)
+
+    missing = client.get("/api/admin/system/memory")
+    wrong = client.get("/api/admin/system/memory", headers={"Authorization": "Bearer " + ADMIN_TOKEN[:-1] + "x"})
+    basic = client.get("/api/admin/system/memory", headers={"Authorization": "Basic " + ADMIN_TOKEN})
+    assert [r.status_code for r in (missing, wrong, basic)] == [401, 401, 401]
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+
+    ok = client.get("/api/admin/system/memory", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+    assert ok.status_code == 200
+    report = ok.get_json()
+    assert set(report) == {"system", "redis", "processes", "monitor"}
+    assert set(report["system"]) == {"total", "available", "used", "percent"}
+    assert set(report["redis"]) == {"used_memory", "used_memory_human", "maxmemory", "maxmemory_human",
+                                    "used_percent", "mem_fragmentation_ratio", "maxmemory_policy"}
+    assert report["redis"]["used_memory"] > 0
+    assert report["processes"] and {"pid", "name", "rss", "pss"} <= set(report["processes"][0])
+    assert report["monitor"] == {"checked_at": 1, "status": "ok"}
+
+    for response in (missing, wrong, basic, ok):
+        assert ADMIN_TOKEN not in response.get_data(as_text=True)
+        assert ADMIN_TOKEN[:-1] not in response.get_data(as_text=True)
+    assert "unauthorized" in caplog.text  # the refusals were logged...
+    assert ADMIN_TOKEN[:-1] not in caplog.text  # ...without the token or the near-miss
+
+
+def test_memory_report_without_monitor_file_and_empty_token(redis_server, app_config):
+    from app import create_app
+
+    app_config["monitor_report"] = "/nonexistent/monitor.json"
+    web = create_app(app_config).test_client()
+    report = web.get("/api/admin/system/memory",
+                     headers={"Authorization": "Bearer " + ADMIN_TOKEN}).get_json()
+    assert report["monitor"] is None
+
+    # An empty configured token admits no one, not even an empty bearer.
+    app_config["admin_token"] = ""
+    web = create_app(app_config).test_client()
+    assert web.get("/api/admin/system/memory", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_image_routes(client, redis_server):
+    assert client.get("/api/images/article/a").status_code == 404
+    assert client.put("/api/images/article/a", data=b"x" * 100).status_code == 201
+    response = client.get("/api/images/article/a")
+    assert response.status_code == 200 and response.data == b"x" * 100
+    # unknown category: 404 on both verbs, nothing written
+    assert client.put("/api/images/nope/a", data=b"x").status_code == 404
+    assert client.get("/api/images/nope/a").status_code == 404
+    assert client.put("/api/images/article/empty", data=b"").status_code == 400
+
+
+def test_image_over_quota_is_413(client, redis_server):
+    # over the category's quota but under the largest one: refused by the cache
+    assert client.put("/api/images/article/big", data=b"x" * (QUOTA + 1)).status_code == 413
+    # over every quota: refused by Flask before it is read
+    assert client.put("/api/images/post/huge", data=b"x" * (2 * QUOTA + 1)).status_code == 413
+    assert redis_server.client().keys("img:*") == []
+
+
+def test_image_quota_evicts_oldest_first_over_http(client, redis_server):
+    for i in range(10):
+        assert client.put("/api/images/article/n%d" % i, data=bytes([i]) * 300).status_code == 201
+    # 1000 bytes hold three 300-byte images: the newest three
+    assert [client.get("/api/images/article/n%d" % i).status_code for i in range(10)] == [404] * 7 + [200] * 3
+    r = redis_server.client()
+    assert sum(len(r.get(k)) for k in r.keys("img:article:*")) <= QUOTA
+    for key in r.keys("img*"):
+        assert r.ttl(key) > 0, key

@@ -1,0 +1,130 @@
+"""Helpers and fixtures for the monitor tests (no conftest.py here: tests/unit does
+`from conftest import ROOT`, and a second conftest module would shadow that name).
+
+Load roles/monitor/files/stackfit_monitor.py by path as
+`stackfit_monitor`, stand-in service process trees, and running the monitor as a subprocess."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MONITOR_PATH = Path(__file__).resolve().parents[2] / "roles" / "monitor" / "files" / \
+    "stackfit_monitor.py"
+
+
+def load_monitor():
+    """The monitor program as a module (registered as sys.modules["stackfit_monitor"])."""
+    if "stackfit_monitor" in sys.modules:
+        return sys.modules["stackfit_monitor"]
+    spec = importlib.util.spec_from_file_location("stackfit_monitor", MONITOR_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["stackfit_monitor"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+
+
+MiB = 1024 * 1024
+
+# A parent that starts a child; both hold `hold` MiB of written (resident) memory and sleep.
+_TREE = """
+import subprocess, sys, time
+hold = int(sys.argv[1])
+data = b"x" * (hold * 1024 * 1024)
+if len(sys.argv) > 2:
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time; d = b'y' * (%d * 1024 * 1024); time.sleep(60)" % hold])
+    open(sys.argv[2], "w").write("%d\\n" % child.pid)
+time.sleep(60)
+"""
+
+
+class ServiceTree:
+    """A stand-in service: a sleeping python parent and one child; pidfile names the parent."""
+
+    def __init__(self, workdir, name, hold_mib=4):
+        self.pidfile = Path(workdir) / ("%s.pid" % name)
+        childfile = Path(workdir) / ("%s.child" % name)
+        self.proc = subprocess.Popen([sys.executable, "-c", _TREE, str(hold_mib), str(childfile)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if childfile.exists() and childfile.read_text().endswith("\n"):
+                break
+            time.sleep(0.02)
+        else:
+            self.stop()
+            raise RuntimeError("service tree %s did not start" % name)
+        self.child_pid = int(childfile.read_text())
+        self.pid = self.proc.pid
+        self.pidfile.write_text("%d\n" % self.pid)
+        time.sleep(0.2)  # let both write their memory
+
+    def stop(self):
+        for pid in (getattr(self, "child_pid", None), self.proc.pid):
+            if pid is None:
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_monitor(*args, check=None, timeout=60):
+    """Run the monitor as a subprocess; returns CompletedProcess (text)."""
+    done = subprocess.run([sys.executable, str(MONITOR_PATH), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+    if check is not None:
+        assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
+    return done
+
+
+def write_config(path, output_dir, redis_port, **overrides):
+    cfg = {
+        "environment": "development",
+        "output_dir": str(output_dir),
+        "interval": 1800,
+        "redis": {"host": "127.0.0.1", "port": redis_port, "password": None, "db": 0},
+        "services": {},
+        "history": {"max_bytes": 1048576, "leak_samples": 6, "leak_min_growth_bytes": 8 * MiB},
+    }
+    for key, value in overrides.items():
+        cfg[key] = value
+    Path(path).write_text(json.dumps(cfg))
+    return Path(path)
+
+@pytest.fixture
+def service_tree(tmp_path):
+    """service_tree(name, hold_mib=4): a sleeping parent + child; stopped by PID afterwards."""
+    trees = []
+
+    def make(name, hold_mib=4):
+        tree = ServiceTree(tmp_path, name, hold_mib)
+        trees.append(tree)
+        return tree
+
+    yield make
+    for tree in trees:
+        tree.stop()
+
+
+@pytest.fixture
+def monitor_env(tmp_path):
+    """monitor_env(redis_port, **top_level_overrides) -> (config path, output dir)."""
+    def make(redis_port, **overrides):
+        out = tmp_path / "out"
+        return write_config(tmp_path / "monitor.json", out, redis_port, **overrides), out
+    return make
