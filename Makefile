@@ -12,9 +12,11 @@ APT_PACKAGES := redis-server
 .PHONY: dev venv deps lint unit integration test plan stop clean
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+# The tools, and the sample app's requirements (its tests run it in this venv).
+$(VENV)/.installed: requirements.txt examples/synspirit/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt \
+	  -r examples/synspirit/requirements.txt
 	touch $@
 
 deps:

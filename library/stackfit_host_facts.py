@@ -24,6 +24,12 @@ options:
     description: Where the cgroup hierarchy is mounted; tests point it at a fake tree.
     type: path
     default: /sys/fs/cgroup
+  packages:
+    description: Debian packages to look for; C(packages_missing) lists those not installed, so
+      roles can skip the slow apt module when there is nothing to install.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -51,7 +57,8 @@ ansible_facts:
   contains:
     stackfit_host:
       description: cpus, cpu_count, memory_bytes, memory_total_bytes, memory_available_bytes,
-        swap_total_bytes, cgroup_version, cpu_quota, memory_limit_bytes, service_manager.
+        swap_total_bytes, cgroup_version, cpu_quota, memory_limit_bytes, service_manager,
+        packages_missing.
       type: dict
       sample:
         cpus: 1.5
@@ -67,12 +74,13 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stackfit_hostinfo import host_facts
+from ansible.module_utils.stackfit_hostinfo import host_facts, missing_packages
 
 
 ARGUMENT_SPEC = dict(
     proc_root=dict(type="path", default="/proc"),
     cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
+    packages=dict(type="list", elements="str", default=[]),
 )
 
 
@@ -82,6 +90,7 @@ def main():
         facts = host_facts(module.params["proc_root"], module.params["cgroup_root"])
     except (OSError, ValueError) as exc:
         module.fail_json(msg="stackfit_host_facts: %s" % exc)
+    facts["packages_missing"] = missing_packages(module.params["packages"])
     module.exit_json(changed=False, ansible_facts={"stackfit_host": facts})
 
 

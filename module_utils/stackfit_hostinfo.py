@@ -181,6 +181,22 @@ def online_cpus():
         return os.cpu_count() or 1
 
 
+def missing_packages(names, dpkg_query="dpkg-query"):
+    """The Debian packages of ``names`` that are not installed (all of them without dpkg)."""
+    names = list(names)
+    if not names:
+        return []
+    import subprocess
+    try:
+        out = subprocess.run([dpkg_query, "-W", "-f=${Package} ${db:Status-Abbrev}\n", *names],
+                             capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return names
+    installed = {line.split()[0].split(":")[0] for line in out.stdout.splitlines()
+                 if len(line.split()) > 1 and line.split()[1].startswith("ii")}
+    return [name for name in names if name not in installed]
+
+
 def service_manager(proc_root="/proc"):
     return "systemd" if _read(os.path.join(proc_root, "1", "comm")) == "systemd" else "none"
 

@@ -21,15 +21,8 @@ WORK_KEY = "work:hits"
 
 def create_app(config=None):
     """The app for `config` (a dict of app.json's keys), or for $STACKFIT_CONFIG if None."""
-    config = load_config() if config is None else normalize(config)
     app = Flask(__name__, static_folder=None)
-    app.config["STACKFIT"] = config
-    app.config["WEBSOCKETS"] = config["websockets"]
-    quotas = config["image_cache_quota_bytes"]
-    # Refuse an upload larger than the largest quota before reading it all (Flask answers 413).
-    app.config["MAX_CONTENT_LENGTH"] = max(quotas.values()) if quotas else None
-    app.extensions["redis"] = redis.Redis.from_url(
-        config["redis_url"], socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+    configure(app, load_config() if config is None else normalize(config))
 
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/readyz", view_func=readyz)
@@ -39,6 +32,23 @@ def create_app(config=None):
     app.add_url_rule("/api/images/<category>/<name>", view_func=get_image, methods=["GET"])
     app.register_error_handler(redis.RedisError, redis_down)
     return app
+
+
+def configure(app, config):
+    """Apply a normalized config to the app (at creation, and again in each new gunicorn worker)."""
+    app.config["STACKFIT"] = config
+    app.config["WEBSOCKETS"] = config["websockets"]
+    quotas = config["image_cache_quota_bytes"]
+    # Refuse an upload larger than the largest quota before reading it all (Flask answers 413).
+    app.config["MAX_CONTENT_LENGTH"] = max(quotas.values()) if quotas else None
+    app.extensions["redis"] = redis.Redis.from_url(
+        config["redis_url"], socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+
+
+def reconfigure(app):
+    """Re-read $STACKFIT_CONFIG: gunicorn's post_fork calls it, so a HUP applies a changed app.json
+    to the new workers even under --preload, where the master imported the app once."""
+    configure(app, load_config())
 
 
 def settings():
