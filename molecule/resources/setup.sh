@@ -65,9 +65,9 @@ install_packages() {
 find_python() {
   if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
   # pyenv shims may point at inactive versions: resolve the real interpreter.
-  local p
-  for p in "$(command -v pyenv >/dev/null && pyenv which python3.11 2>/dev/null || true)" \
-           /usr/local/bin/python3.11 /usr/bin/python3.11 "$(command -v python3.11 || true)"; do
+  local p pyenv_py=""
+  if command -v pyenv > /dev/null; then pyenv_py="$(pyenv which python3.11 2>/dev/null || true)"; fi
+  for p in "$pyenv_py" /usr/local/bin/python3.11 /usr/bin/python3.11 "$(command -v python3.11 || true)"; do
     if [[ -n "$p" && -x "$p" ]] && "$p" -c 'import sys, venv; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
       echo "$p"; return
     fi
