@@ -24,32 +24,19 @@ def load(name):
     return module
 
 
-def normalise_spec(spec):
-    """argument_spec entries reduced to what DOCUMENTATION states."""
-    out = {}
-    for name, entry in spec.items():
-        out[name] = {
-            "type": entry.get("type", "str"),
-            "required": bool(entry.get("required", False)),
-            "default": entry.get("default"),
-            "choices": entry.get("choices"),
-            "elements": entry.get("elements"),
-            "suboptions": normalise_spec(entry["options"]) if entry.get("options") else None,
-        }
-    return out
-
-
-def normalise_doc(options):
+def normalise(options, nested, documented):
+    """Options reduced to what DOCUMENTATION states; ``nested`` names the sub-options key."""
     out = {}
     for name, entry in (options or {}).items():
-        assert entry.get("description"), "option %s has no description" % name
+        if documented:
+            assert entry.get("description"), "option %s has no description" % name
         out[name] = {
             "type": entry.get("type", "str"),
             "required": bool(entry.get("required", False)),
             "default": entry.get("default"),
             "choices": entry.get("choices"),
             "elements": entry.get("elements"),
-            "suboptions": normalise_doc(entry["suboptions"]) if entry.get("suboptions") else None,
+            "suboptions": normalise(entry[nested], nested, documented) if entry.get(nested) else None,
         }
     return out
 
@@ -60,7 +47,8 @@ def test_documentation_equals_argument_spec(name):
     doc = yaml.safe_load(module.DOCUMENTATION)
     assert doc["module"] == name
     assert doc["attributes"]["check_mode"]["support"] in ("full", "partial")
-    assert normalise_doc(doc["options"]) == normalise_spec(module.ARGUMENT_SPEC)
+    assert (normalise(doc["options"], "suboptions", True)
+            == normalise(module.ARGUMENT_SPEC, "options", False))
     yaml.safe_load(module.EXAMPLES)
     yaml.safe_load(module.RETURN)
 
