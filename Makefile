@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages the tests need on the controller (the roles install what the hosts need).
 APT_PACKAGES := redis-server
 
-.PHONY: dev venv deps lint unit integration test plan stop clean
+.PHONY: dev venv deps lint unit integration pytest test plan stop clean molecule-setup molecule bench
 
 venv: $(VENV)/.installed
 # The tools, and the sample app's requirements (its tests run it in this venv).
@@ -45,10 +45,25 @@ unit: venv deps
 integration: venv deps
 	$(BIN)/pytest -q tests/integration
 
-test: venv deps lint
+# Molecule scenarios (podman, real systemd); each prints its phases' times.
+SCENARIOS ?= default
+
+molecule-setup:
+	bash molecule/resources/setup.sh
+
+molecule: molecule-setup
+	@for s in $(SCENARIOS); do \
+	  start=$$(date +%s); molecule/resources/run-scenario.sh $$s; \
+	  echo "scenario $$s: $$(( $$(date +%s) - start )) s"; \
+	done
+
+pytest: venv deps
 	@start=$$(date +%s); \
 	$(BIN)/pytest -q tests; \
-	echo "tests: $$(( $$(date +%s) - start )) s"
+	echo "pytest: $$(( $$(date +%s) - start )) s"
+
+# Lint, every pytest test (unit, integration, e2e on this machine), then every scenario.
+test: lint pytest molecule
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -24,7 +24,7 @@ def service(tmp_path):
                 f.write("hup\\n")
         signal.signal(signal.SIGHUP, hup)
         with open(sys.argv[1], "a") as f:
-            f.write("ready\n")
+            f.write("ready\\n")
         end = time.time() + 120  # bounded: never outlives the test run by much
         while time.time() < end:
             time.sleep(0.05)
