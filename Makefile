@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 # Debian packages the tests need on the controller (the roles install what the hosts need).
-APT_PACKAGES := redis-server
+APT_PACKAGES := redis-server wrk
 
 .PHONY: dev venv deps lint unit integration pytest test plan stop clean molecule-setup molecule bench
 
@@ -64,6 +64,11 @@ pytest: venv deps
 
 # Lint, every pytest test (unit, integration, e2e on this machine), then every scenario.
 test: lint pytest molecule
+
+# Benchmarks (docs/benchmarks.md): provisions this machine's dev stack once per configuration;
+# not part of `make test` (a smoke run of the harness is).
+bench: venv deps
+	$(BIN)/python tests/bench/stackfit_bench.py --out docs/ --json $(CURDIR)/build/bench.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
