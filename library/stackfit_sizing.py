@@ -37,9 +37,15 @@ options:
     type: raw
     default: auto
   gunicorn_workers_per_cpu:
-    description: Factor of the auto rule for workers (2 is the seed's CPU x 2 + 1).
+    description:
+      - Factor of the auto rule for workers. Unset, 1 for async worker classes (gevent, eventlet,
+        tornado, uvicorn; measured, more gevent workers than CPUs + 1 add memory, not
+        throughput) and 2 for sync ones. 2 is the seed's CPU x 2 + 1.
     type: float
-    default: 2.0
+  gunicorn_worker_class:
+    description: Gunicorn's worker class; picks the default of O(gunicorn_workers_per_cpu).
+    type: str
+    default: gevent
   gunicorn_preload:
     description: Gunicorn runs with --preload and a gevent monkey-patch in the master; selects the
       preload memory estimates.
@@ -164,7 +170,8 @@ ARGUMENT_SPEC = dict(
     memory_bytes=dict(type="raw", required=True),
     services=dict(type="list", elements="str", choices=list(SERVICES), default=list(SERVICES)),
     gunicorn_workers=dict(type="raw", default="auto"),
-    gunicorn_workers_per_cpu=dict(type="float", default=2.0),
+    gunicorn_workers_per_cpu=dict(type="float"),
+    gunicorn_worker_class=dict(type="str", default="gevent"),
     gunicorn_preload=dict(type="bool", default=False),
     gunicorn_worker_connections=dict(type="int", default=1000),
     celery_concurrency=dict(type="raw", default="auto"),

@@ -44,7 +44,7 @@ def test_hypothetical_fleet_plans_each_host_for_its_services():
     out = playbook("playbooks/plan.yml", "-i", "inventories/production",
                    "-e", "stackfit_assume_cpus=8", "-e", "stackfit_assume_memory=16gb")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert value(out.stdout, "web1.prod.example", "gunicorn_workers") == "17"
+    assert value(out.stdout, "web1.prod.example", "gunicorn_workers") == "9"  # gevent: 8 + 1
     assert value(out.stdout, "web1.prod.example", "celery_concurrency") == "-"
     assert value(out.stdout, "worker1.prod.example", "celery_concurrency") == "1000"
     assert value(out.stdout, "cache1.prod.example", "redis_maxmemory") == "1gb"
@@ -59,7 +59,7 @@ def test_environment_variables_override_the_profile_and_extra_vars_override_them
            "MEMORY_MONITOR_INTERVAL": "120"}
     out = playbook("playbooks/plan.yml", "-i", "inventories/dev", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert value(out.stdout, "localhost", "gunicorn_workers") == "5"  # 2 x 2 CPUs + 1 on this host
+    assert value(out.stdout, "localhost", "gunicorn_workers") == "3"  # gevent: 1 x 2 CPUs + 1 here
     assert value(out.stdout, "localhost", "celery_concurrency") == "7"
     assert value(out.stdout, "localhost", "redis_maxmemory") == "64mb"
     assert value(out.stdout, "localhost", "monitor_interval") == "120"

@@ -102,7 +102,7 @@ def test_sizing_main_returns_plan(capsys):
         "image_cache_quotas": {"article": 0.2}, "_ansible_check_mode": True}, capsys)
     assert code == 0 and result["changed"] is False
     plan = result["ansible_facts"]["stackfit_plan"]
-    assert plan["gunicorn_workers"] == 5 and plan["redis_maxmemory"] == "100mb"
+    assert plan["gunicorn_workers"] == 3 and plan["redis_maxmemory"] == "100mb"  # gevent: 2 + 1
     assert plan["image_cache_quota_bytes"] == {"article": int(0.2 * 100 * 1024 * 1024)}
 
 

@@ -36,18 +36,26 @@ def test_development_profile_values():
     assert plan["planned_bytes"] == sum(plan["service_bytes"].values())
 
 
-def test_production_auto_workers_is_seed_formula_when_memory_allows():
-    plan = sz.plan(dict(cpus=8, memory_bytes=16 * GIB, gunicorn_workers="auto",
-                        celery_concurrency=1000, redis_memory_limit="1gb", memory_budget="75%",
-                        image_cache_quotas=PROD_QUOTAS))
-    assert plan["gunicorn_workers"] == 17  # 8 x 2 + 1, the seed's CPU x 2 + 1
+PROD = dict(cpus=8, memory_bytes=16 * GIB, gunicorn_workers="auto", celery_concurrency=1000,
+            redis_memory_limit="1gb", memory_budget="75%", image_cache_quotas=PROD_QUOTAS)
+
+
+def test_production_auto_workers_one_per_cpu_for_gevent():
+    plan = sz.plan(PROD)
+    assert plan["gunicorn_workers"] == 9  # gevent: 1 x 8 CPUs + 1
     assert plan["redis_maxmemory"] == "1gb"
-    assert any("auto = 2 per CPU x 8 CPUs + 1 = 17" in line for line in plan["explain"])
+    assert any("auto = 1 per CPU (gevent workers are async" in line and "= 9" in line
+               for line in plan["explain"])
+
+
+def test_seed_formula_is_an_explicit_choice_and_the_default_for_sync_workers():
+    assert sz.plan(dict(PROD, gunicorn_workers_per_cpu=2))["gunicorn_workers"] == 17  # CPU x 2 + 1
+    assert sz.plan(dict(PROD, gunicorn_worker_class="sync"))["gunicorn_workers"] == 17
 
 
 def test_auto_workers_capped_by_memory_and_explained():
     plan = sz.plan(dict(cpus=8, memory_bytes=1 * GIB, services=["web", "monitor"],
-                        memory_budget="25%"))
+                        memory_budget="25%", gunicorn_workers_per_cpu=2))
     # budget 256 MiB - master 30 - monitor 30 = 196 MiB -> 6 workers of 30 MiB, not 17
     assert plan["gunicorn_workers"] == 6
     assert plan["fits"]
