@@ -441,7 +441,15 @@ def measure_provisioning(opts):
         one.write_text("---\n- name: One task\n  hosts: all\n  gather_facts: false\n  tasks:\n"
                        "    - name: Say hello\n      ansible.builtin.debug:\n        msg: hello\n")
         purge = not opts.smoke
-        playbook("playbooks/stop.yml", extra={"stackfit_purge": True} if purge else None)
+        if purge:
+            try:
+                playbook("playbooks/stop.yml", extra={"stackfit_purge": True}, retries=0)
+            except RuntimeError as exc:
+                # e.g. userdel refusing while a process of the stack's user still runs
+                log("purge failed (%s): first run after a plain stop instead" % exc)
+                result["purge_error"] = str(exc)
+                purge = False
+        playbook("playbooks/stop.yml")
         wall, out = playbook("site.yml")
         result["first"] = {"wall": wall, "changed": recap(out).get("changed"), "purged": purge}
         with open(APP_JSON, encoding="utf-8") as handle:
@@ -629,6 +637,8 @@ def report(out, results, files, opts):
             v.get("python"), v.get("gunicorn"), v.get("gevent"), v.get("celery"), v.get("flask"),
             v.get("redis-py"), v.get("redis-server")),
         "| tools | ansible-core %s, psutil %s, %s |" % (v["ansible-core"], v["psutil"], v["wrk"]),
+        "| load average (1 min) at start / end | %s / %s (other work on the machine shares its CPUs) |" % (
+            _f((m.get("loadavg_start") or [None])[0], "%.2f"), _f((m.get("loadavg_end") or [None])[0], "%.2f")),
         "",
         "## Method",
         "",
@@ -745,6 +755,14 @@ def report(out, results, files, opts):
 
 # ---------------------------------------------------------------------------------------------
 
+def dump(opts, results):
+    """The raw results so far (--json), so that a failure late in the run keeps what was measured;
+    --from-json redraws the report from a complete file."""
+    if opts.json:
+        with open(opts.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1, default=str)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where benchmarks.md and the PNGs go")
@@ -758,7 +776,21 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true",
                         help="tiny run for tests: 1 s loads, 1 run, sweep 1-2 workers, plan 1 and 3 hosts")
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--from-json", help="only redraw the report and charts from a --json file")
     opts = parser.parse_args(argv)
+    if opts.from_json:
+        with open(opts.from_json, encoding="utf-8") as handle:
+            results = json.load(handle)
+        results["sweep"] = {int(k): v for k, v in results["sweep"].items()}
+        results["provisioning"]["plan"] = {int(k): v for k, v in results["provisioning"]["plan"].items()}
+        for key, value in results["options"].items():
+            if key not in ("out", "json", "from_json"):
+                setattr(opts, key, value)
+        opts.from_json = True
+        os.makedirs(opts.out, exist_ok=True)
+        results["evaluation"] = evaluate(results)
+        report(opts.out, results, charts(opts.out, results), opts)
+        return 0
     if opts.smoke:
         opts.duration, opts.runs, opts.warmup, opts.sustained, opts.settle = 1, 1, 1, 1, 1.0
         opts.monitor_runs = 1
@@ -778,6 +810,7 @@ def main(argv=None):
                "plans": {"development": dev_plan, "production": prod_plan,
                          "workers_per_cpu": stackfit_sizing.DEFAULTS["gunicorn_workers_per_cpu"]},
                "options": {k: v for k, v in vars(opts).items()}}
+    results["machine"]["loadavg_start"] = os.getloadavg()
     log("machine: %s; load: %s" % (results["machine"]["cpu_model"], WRK or "python"))
 
     try:
@@ -787,12 +820,14 @@ def main(argv=None):
             res.update(name=name, what=what)
             results["configs"][key] = res
             log("  idle PSS %.1f MiB, %.0f req/s" % (res["idle"]["total"]["pss"], res["throughput"]["rps"]))
+            dump(opts, results)
         for workers in opts.sweep:
             extra = dict(PRODUCTION, stackfit_gunicorn_workers=workers)
             log("sweep: %d workers" % workers)
             res = measure_config(extra, opts, 0)
             results["sweep"][workers] = res
             log("  idle PSS %.1f MiB, %.0f req/s" % (res["idle"]["total"]["pss"], res["throughput"]["rps"]))
+        dump(opts, results)
         log("provisioning")
         results["provisioning"] = measure_provisioning(opts)  # ends with the dev stack up
         log("monitor")
@@ -805,12 +840,11 @@ def main(argv=None):
         except Exception as exc:  # noqa: BLE001 - report, do not hide the first error
             log("restoring the dev stack failed: %s" % exc)
 
+    results["machine"]["loadavg_end"] = os.getloadavg()
     results["evaluation"] = evaluate(results)
     files = charts(opts.out, results)
     report(opts.out, results, files, opts)
-    if opts.json:
-        with open(opts.json, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=1, default=str)
+    dump(opts, results)
     log("wrote %s" % (Path(opts.out) / "benchmarks.md"))
     return 0
 
