@@ -681,9 +681,11 @@ def report(out, results, files, opts):
         "## 3. Gunicorn worker sweep",
         "",
         "The production plan's other settings (gevent, `--preload`, celery -c %d, redis %s); the plan "
-        "picks **%d** workers here (`gunicorn_workers_per_cpu` %g x %g CPUs + 1)." % (
+        "picks **%d** workers here (`gunicorn_workers_per_cpu` %g x %g CPUs + 1). Before the rule "
+        "change it picked the seed's CPU x 2 + 1 = %d (still available as "
+        "`-e stackfit_gunicorn_workers_per_cpu=2`): compare the two rows below." % (
             prod["celery_concurrency"], prod["redis_maxmemory"], prod["gunicorn_workers"],
-            results["plans"]["workers_per_cpu"], m["cpus"]),
+            results["plans"]["workers_per_cpu"], m["cpus"], int(2 * m["cpus"] + 1)),
         "",
         "| workers | req/s (median) | min-max | p50 ms | p99 ms | errors | PSS idle | PSS warm | req/s per 100 MiB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -808,7 +810,7 @@ def main(argv=None):
     opts.plan_hosts = [1, 3] if opts.smoke else [1, 10, 100]
     results = {"machine": machine(host), "configs": {}, "sweep": {},
                "plans": {"development": dev_plan, "production": prod_plan,
-                         "workers_per_cpu": stackfit_sizing.DEFAULTS["gunicorn_workers_per_cpu"]},
+                         "workers_per_cpu": prod_plan["gunicorn_workers_per_cpu"]},
                "options": {k: v for k, v in vars(opts).items()}}
     results["machine"]["loadavg_start"] = os.getloadavg()
     log("machine: %s; load: %s" % (results["machine"]["cpu_model"], WRK or "python"))
