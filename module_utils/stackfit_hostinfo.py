@@ -113,10 +113,13 @@ def _v2_root(cgroup_root):
     return None, set()
 
 
-def _v1_dir(cgroup_root, names):
+def _v1_dir(cgroup_root, names, probe):
+    """The mounted v1 hierarchy among ``names`` that has ``probe`` at its root. Checking the file,
+    not the directory: a systemd container on a hybrid host shows an empty ``cpu,cpuacct`` beside
+    the real ``cpu`` mount."""
     for name in names:
         candidate = os.path.join(cgroup_root, name)
-        if os.path.isdir(candidate):
+        if os.path.isfile(os.path.join(candidate, probe)):
             return candidate
     return None
 
@@ -133,8 +136,8 @@ def read_cgroup_limits(proc_root="/proc", cgroup_root="/sys/fs/cgroup"):
     result = {"cgroup_version": None, "cpu_quota": None,
               "memory_limit_bytes": None, "memory_usage_bytes": None}
 
-    v1_cpu = _v1_dir(cgroup_root, V1_CPU_DIRS)
-    v1_mem = _v1_dir(cgroup_root, V1_MEMORY_DIRS)
+    v1_cpu = _v1_dir(cgroup_root, V1_CPU_DIRS, "cpu.cfs_quota_us")
+    v1_mem = _v1_dir(cgroup_root, V1_MEMORY_DIRS, "memory.limit_in_bytes")
     v2_base, v2_controllers = _v2_root(cgroup_root)
     use_v1 = bool(("cpu" in v1_paths or "memory" in v1_paths) and (v1_cpu or v1_mem))
     use_v2 = v2_path is not None and v2_base is not None and (

@@ -63,6 +63,8 @@ def test_v2_no_limits_and_ancestor_limit_wins(tmp_path):
 def test_v1_cpu_cpuacct_and_memory(tmp_path):
     proc = fake_proc(tmp_path, "5:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n1:name=systemd:/\n")
     cg = tmp_path / "cg"
+    write(cg / "cpu,cpuacct" / "cpu.cfs_quota_us", "-1\n")  # a mount's root has the files too
+    write(cg / "cpu,cpuacct" / "cpu.cfs_period_us", "100000\n")
     write(cg / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us", "50000\n")
     write(cg / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_period_us", "100000\n")
     write(cg / "memory" / "memory.limit_in_bytes", "9223372036854771712\n")
@@ -94,11 +96,29 @@ def test_hybrid_host_reads_v1_not_the_empty_v2_tree(tmp_path):
     write(cg / "unified" / "cgroup.controllers", "hugetlb\n")
     write(cg / "cpu" / "cpu.cfs_quota_us", "-1\n")
     write(cg / "cpu" / "cpu.cfs_period_us", "100000\n")
+    write(cg / "memory" / "memory.limit_in_bytes", "9223372036854771712\n")
     write(cg / "memory" / "job" / "42" / "memory.limit_in_bytes", str(2 * GIB))
     facts = hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)
     assert facts["cgroup_version"] == 1
     assert facts["memory_bytes"] == 2 * GIB
     assert facts["cpus"] == 2.0
+
+
+def test_systemd_container_on_a_hybrid_host_skips_the_empty_cpu_cpuacct_dir(tmp_path):
+    """Seen in podman --systemd=always --cpus=1 on these machines: an empty cpu,cpuacct beside
+    the real cpu mount, and a cgroup path that does not exist under the mounts."""
+    proc = fake_proc(tmp_path, "4:memory:/libpod_parent/libpod-1\n2:cpuacct:/libpod_parent/libpod-1\n"
+                               "1:cpu:/libpod_parent/libpod-1\n0::/libpod_parent/libpod-1\n")
+    cg = tmp_path / "cg"
+    (cg / "cpu,cpuacct").mkdir(parents=True)
+    write(cg / "cpu" / "cpu.cfs_quota_us", "100000\n")
+    write(cg / "cpu" / "cpu.cfs_period_us", "100000\n")
+    write(cg / "memory" / "memory.limit_in_bytes", str(GIB))
+    write(cg / "unified" / "cgroup.controllers", "")
+    facts = hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)
+    assert facts["cgroup_version"] == 1
+    assert facts["cpu_quota"] == 1.0 and facts["cpus"] == 1.0
+    assert facts["memory_bytes"] == GIB
 
 
 def test_container_path_missing_falls_back_to_mount_root(tmp_path):
