@@ -1,0 +1,180 @@
+"""Helpers shared by the scenarios' testinfra tests (default, production, scripts).
+
+The tests run on the controller (pytest + testinfra over ``podman://``). Everything about a host is
+read inside its container, through ``host.run``; the plan is recomputed here, on the controller,
+with the repository's own sizing rules (module_utils/stackfit_sizing.py) and profile
+(group_vars/<environment>.yml), from the CPUs and memory the container really has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "module_utils"))
+
+import stackfit_sizing  # noqa: E402  (from the repository, after the path change)
+
+APP_JSON = "/etc/stackfit/app.json"
+APP_DIR = "/opt/stackfit/current"
+VENV_PYTHON = "/opt/stackfit/venv/bin/python"
+BIN_DIR = "/opt/stackfit/bin"
+MONITOR_REPORT = "/var/lib/stackfit/monitor/report.json"
+GUNICORN_PORT = 5001
+# cgroup v1 reports "no limit" as a page-aligned value near 2**63.
+_NO_LIMIT = 1 << 60
+# The stackfit role's defaults that the profiles do not set (roles/stackfit/defaults/main.yml).
+_ROLE_DEFAULTS = yaml.safe_load((REPO / "roles/stackfit/defaults/main.yml").read_text())
+_ENV_LOOKUP = re.compile(r"lookup\('ansible\.builtin\.env',\s*'(\w+)',\s*default='([^']*)'\)")
+
+
+def host_name(host) -> str:
+    return host.backend.name
+
+
+def inventory_groups(host) -> set[str]:
+    """The host's groups in Molecule's inventory (MOLECULE_INVENTORY_FILE, set for verify)."""
+    path = os.environ.get("MOLECULE_INVENTORY_FILE")
+    assert path, "MOLECULE_INVENTORY_FILE is not set: run the tests through `molecule verify`"
+    inventory = yaml.safe_load(Path(path).read_text())
+    name = host_name(host)
+    return {group for group, body in inventory.items()
+            if group != "all" and name in ((body or {}).get("hosts") or {})}
+
+
+def services(groups: set[str]) -> list[str]:
+    """group_vars/all.yml's stackfit_services for these groups."""
+    return [s for s in ("web", "worker", "cache") if s in groups] + ["monitor"]
+
+
+def profile(environment: str) -> dict:
+    """group_vars/<environment>.yml with its environment lookups resolved as Ansible would."""
+    raw = yaml.safe_load((REPO / "group_vars" / f"{environment}.yml").read_text())
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, str):
+            match = _ENV_LOOKUP.search(value)
+            if match:
+                value = os.environ.get(match.group(1), match.group(2))
+        out[key] = value
+    return out
+
+
+def container_resources(host) -> dict:
+    """CPUs and memory as the container sees them: nproc (affinity), the container's cgroup CPU
+    quota and memory limit (v1 or v2, read at the container's cgroup mount), MemTotal."""
+    script = r"""
+nproc
+awk '/^MemTotal:/ {print $2}' /proc/meminfo
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo "max 100000"
+  cat /sys/fs/cgroup/memory.max 2>/dev/null || echo max
+else
+  echo "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)"
+  cat /sys/fs/cgroup/memory/memory.limit_in_bytes
+fi
+"""
+    nproc, memtotal, cpu, memory = host.check_output(script).splitlines()[:4]
+    cpus = float(nproc)
+    quota, period = cpu.split()
+    if quota not in ("max", "-1"):
+        cpus = min(cpus, int(quota) / int(period))
+    memory_bytes = int(memtotal) * 1024  # kB in /proc/meminfo
+    if memory not in ("max",) and int(memory) < _NO_LIMIT:
+        memory_bytes = min(memory_bytes, int(memory))
+    return {"cpus": round(cpus, 3), "memory_bytes": memory_bytes,
+            "memory_limit": None if memory == "max" or int(memory) >= _NO_LIMIT else int(memory),
+            "cpu_quota": None if quota in ("max", "-1") else int(quota) / int(period)}
+
+
+def expected_plan(host, environment: str, groups: set[str], resources: dict | None = None) -> dict:
+    """The plan the sizing rules give for this container, its groups and its profile."""
+    resources = resources or container_resources(host)
+    prof = profile(environment)
+    params = {"cpus": resources["cpus"], "memory_bytes": resources["memory_bytes"],
+              "services": services(groups)}
+    # Every sizing option the role passes: stackfit_<option> from the profile, else the role's
+    # default; an empty value is omitted (the role's `omit`), as in roles/stackfit/tasks/main.yml.
+    for option in stackfit_sizing.DEFAULTS:
+        if option == "services":
+            continue
+        value = prof.get("stackfit_" + option, _ROLE_DEFAULTS.get("stackfit_" + option))
+        if value is not None and value != "":
+            params[option] = value
+    return stackfit_sizing.plan(params)
+
+
+def workers_per_cpu(environment: str) -> float:
+    """The sizing rules' Gunicorn workers per CPU for a profile (given, or by worker class)."""
+    prof = profile(environment)
+    given = prof.get("stackfit_gunicorn_workers_per_cpu",
+                     _ROLE_DEFAULTS.get("stackfit_gunicorn_workers_per_cpu"))
+    if given not in (None, "", "auto"):
+        return float(given)
+    klass = prof.get("stackfit_gunicorn_worker_class",
+                     _ROLE_DEFAULTS.get("stackfit_gunicorn_worker_class", "gevent"))
+    if klass in getattr(stackfit_sizing, "ASYNC_WORKER_CLASSES", ()):
+        return stackfit_sizing.ASYNC_WORKERS_PER_CPU
+    return getattr(stackfit_sizing, "SYNC_WORKERS_PER_CPU", 2.0)
+
+
+def app_json(host) -> dict:
+    return json.loads(host.file(APP_JSON).content_string)
+
+
+def http_get(host, path: str, token: str | None = None, address: str = "127.0.0.1",
+             port: int = GUNICORN_PORT) -> tuple[int, str]:
+    """GET inside the container with its Python (the image has no curl): (status, body)."""
+    code = r"""
+import sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    req.add_header("Authorization", "Bearer " + sys.argv[2])
+try:
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        status, body = resp.status, resp.read()
+except urllib.error.HTTPError as err:
+    status, body = err.code, err.read()
+sys.stdout.write("%d\n" % status)
+sys.stdout.write(body.decode("utf-8", "replace"))
+"""
+    # The token travels in an argument of `podman exec`, never in the test's output.
+    out = host.run("python3 -c %s %s %s", code, f"http://{address}:{port}{path}", token or "")
+    assert out.rc == 0, out.stderr
+    status, _, body = out.stdout.partition("\n")
+    return int(status), body
+
+
+def app_python(host, code: str, timeout: int = 90):
+    """Run code with the deployed venv in the current release, as the stackfit user."""
+    return host.run(
+        "cd %s && timeout %s runuser -u stackfit -- env STACKFIT_CONFIG=%s %s -c %s",
+        APP_DIR, str(timeout), APP_JSON, VENV_PYTHON, code)
+
+
+CELERY_ROUND_TRIP = "from app.tasks import add; print(add.delay(2, 3).get(timeout=30))"
+
+
+def redis_cli(host, *args: str, address: str = "127.0.0.1", password: str | None = None):
+    """redis-cli inside the container; the password goes through REDISCLI_AUTH, not argv."""
+    env = "REDISCLI_AUTH=%s " if password else ""
+    params = ([password] if password else []) + [address] + list(args)
+    return host.run(env + "redis-cli --no-auth-warning -h %s" + " %s" * len(args), *params)
+
+
+def unit_exposure(host, unit: str) -> float:
+    out = host.run("systemd-analyze security --offline=no --no-pager %s", unit)
+    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", out.stdout)
+    assert match, f"{unit}: no exposure level in {out.stdout[-500:]!r} {out.stderr!r}"
+    return float(match.group(1))
+
+
+def process_children(host, pid: int) -> list[int]:
+    out = host.run("pgrep -P %s", str(pid))
+    return [int(p) for p in out.stdout.split()]
