@@ -124,7 +124,8 @@ def rollout(source, tag):
     log.write_text(proc.stdout + proc.stderr)
     print(f"\nROLLOUT {tag}: rc={proc.returncode} in {elapsed:.1f} s (log: {log})")
     print("\n".join(proc.stdout.splitlines()[-12:]))
-    return proc.returncode, proc.stdout
+    # ansible-core 2.19 prints failures ([ERROR], fatal results) on stderr.
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def task_results(output, task):
