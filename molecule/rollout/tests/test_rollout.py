@@ -247,7 +247,7 @@ def test_broken_release_stops_at_the_first_web_host(tmp_path_factory):
     assert " down;" not in upstream()
     assert re.search(rf"server {WEB1}:5001 max_fails=0;", upstream())
     # web2 was never touched: same release, same Gunicorn, serving.
-    assert task_results(out, "Remember what serves now") == [("ok", WEB1)]
+    assert task_results(out, "Read the release that serves now") == [("ok", WEB1)]
     assert current(WEB2) == release1
     assert host(WEB2).check_output("stat -c %Y /opt/stackfit/current") == web2_mtime
     assert gunicorn_pid(WEB2) == web2_pid
