@@ -1,0 +1,50 @@
+"""The harness's parsers, on real output: wrk's report and ansible-playbook's PLAY RECAP."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location("stackfit_bench", Path(__file__).with_name("stackfit_bench.py"))
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)
+
+RECAP = """
+PLAY RECAP *********************************************************************
+host001.bench.invalid      : ok=3    changed=0    unreachable=0    failed=0    skipped=1    rescued=0    ignored=0
+host002.bench.invalid      : ok=3    changed=1    unreachable=0    failed=0    skipped=1    rescued=0    ignored=0
+host003.bench.invalid      : ok=1    changed=0    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0
+"""
+
+
+def test_recap_sums_every_host_and_counts_the_hosts_that_passed():
+    assert bench.recap(RECAP) == {"ok": 7, "changed": 1, "hosts_ok": 2}
+
+
+def test_recap_of_an_output_without_one_is_empty():
+    assert bench.recap("ERROR! the playbook could not be found") == {}
+
+
+WRK = """Running 10s test @ http://127.0.0.1:5001/api/work
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    52.10ms   40.22ms 756.00ms   91.20%
+    Req/Sec   540.12     80.31   720.00     70.00%
+  Latency Distribution
+     50%   42.11ms
+     75%   55.20ms
+     90%   80.02ms
+     99%  753.10ms
+  10741 requests in 10.00s, 2.01MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:   1074.05
+Transfer/sec:    205.70KB
+"""
+
+
+def test_parse_wrk_reads_rate_latency_and_errors():
+    got = bench.parse_wrk(WRK)
+    assert got["rps"] == pytest.approx(1074.05)
+    assert got["p50"] == pytest.approx(42.11) and got["p99"] == pytest.approx(753.10)
+    assert got["requests"] == 10741 and got["errors"] == 3
