@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 APP_DIR = Path(__file__).resolve().parents[2] / "examples" / "synspirit"
+CELERY_LAUNCHER = Path(__file__).resolve().parents[2] / "roles" / "celery" / "files" / "stackfit_celery.py"
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 

@@ -11,7 +11,7 @@ import urllib.request
 import psutil
 import pytest
 
-from synspirit_support import ADMIN_TOKEN, APP_DIR
+from synspirit_support import ADMIN_TOKEN, APP_DIR, CELERY_LAUNCHER
 
 STARTUP_TIMEOUT = 30
 
@@ -105,7 +105,8 @@ def stack(request, redis_factory, tmp_path):
                 cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
         with open(worker_log, "wb") as out:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "app.celery_utils.celery", "worker",
+                # through the launcher the celery role installs (stackfit-celery), as deployed
+                [sys.executable, str(CELERY_LAUNCHER), "-A", "app.celery_utils.celery", "worker",
                  "--pool=gevent", "-c", "5", "-O", "fair", "--prefetch-multiplier=1",
                  "-Q", "celery,updates,ai_generation", "--loglevel=INFO",
                  "--hostname", "synspirit-test-%d@localhost" % port],

@@ -46,6 +46,16 @@ def test_units_are_active_and_enabled(host, groups, group):
         assert host.run("systemctl is-enabled %s", unit).stdout.strip() == "enabled", unit
 
 
+def test_celery_runs_through_its_launcher(host, groups):
+    """The worker's main process is stackfit-celery under the venv's python, with celery's arguments."""
+    _needs(groups, "worker")
+    pid = host.run("systemctl show -p MainPID --value stackfit-celery.service").stdout.strip()
+    assert pid and pid != "0"
+    argv = host.file(f"/proc/{pid}/cmdline").content.split(b"\0")
+    assert argv[0].endswith(b"/venv/bin/python") and argv[1] == f"{lib.BIN_DIR}/stackfit-celery".encode()
+    assert argv[2:5] == [b"-A", b"app.celery_utils.celery", b"worker"], argv
+
+
 def test_the_plan_follows_the_container(host, groups, app):
     """app.json holds what the sizing rules give for this container's CPUs and memory."""
     resources = lib.container_resources(host)
@@ -168,13 +178,13 @@ def test_scripts_are_root_owned_executables(host):
 
 
 @pytest.mark.parametrize("group", ["cache", "web", "worker", "monitor"])
-def test_unit_files_are_root_0644(host, groups, group):
+def test_unit_files_and_the_celery_launcher_are_root_0644(host, groups, group):
     if group != "monitor":
         _needs(groups, group)
     paths = {
         "cache": ["/etc/systemd/system/redis-server.service.d/stackfit.conf"],
         "web": ["/etc/systemd/system/stackfit-gunicorn.service"],
-        "worker": ["/etc/systemd/system/stackfit-celery.service"],
+        "worker": ["/etc/systemd/system/stackfit-celery.service", f"{lib.BIN_DIR}/stackfit-celery"],
         "monitor": ["/etc/systemd/system/stackfit-monitor.service",
                     "/etc/systemd/system/stackfit-monitor.timer"],
     }[group]
