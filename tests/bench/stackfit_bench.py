@@ -362,12 +362,13 @@ class Sampler(threading.Thread):
             total = memory()["total"]
             self.samples.append((total["pss"], total["rss"]))
         return {"pss": statistics.median(p for p, _ in self.samples),
-                "rss": statistics.median(r for _, r in self.samples), "samples": len(self.samples)}
+                "rss": statistics.median(r for _, r in self.samples), "samples": len(self.samples),
+                "pss_samples": [p for p, _ in self.samples], "rss_samples": [r for _, r in self.samples]}
 
 
 def throughput(duration, runs):
-    """Median of `runs` loads, with the stack's PSS sampled each second while they run: the memory
-    that served that throughput (a single snapshot after a load moves by +-20 MiB as gevent's
+    """`runs` loads, with the stack's PSS sampled each second while they run: the memory that
+    served that throughput (a single snapshot after a load moves by +-20 MiB as gevent's
     greenlets and pymalloc's arenas come and go)."""
     sampler = Sampler()
     sampler.start()
@@ -375,12 +376,33 @@ def throughput(duration, runs):
         results = [load(duration) for _ in range(runs)]
     finally:
         under_load = sampler.stop()
+    return summarize([{"runs": results, "memory": under_load}])
+
+
+def summarize(rounds):
+    """One point's throughput over its rounds: median req/s of all runs, min-max, p50/p99 of the
+    median run, errors and requests summed, the median of all PSS samples under load."""
+    results = [r for rnd in rounds for r in rnd["runs"]]
     rps = [r["rps"] for r in results]
     middle = sorted(results, key=lambda r: r["rps"])[len(results) // 2]
-    return {"runs": results, "rps": statistics.median(rps), "rps_min": min(rps), "rps_max": max(rps),
+    pss = [p for rnd in rounds for p in rnd["memory"]["pss_samples"]]
+    rss = [r for rnd in rounds for r in rnd["memory"]["rss_samples"]]
+    memory = {"pss": statistics.median(pss), "rss": statistics.median(rss), "samples": len(pss)}
+    return {"rounds": rounds, "runs": results, "rps": statistics.median(rps), "rps_min": min(rps),
+            "rps_max": max(rps), "round_rps": [statistics.median(r["rps"] for r in rnd["runs"]) for rnd in rounds],
             "p50": middle["p50"], "p99": middle["p99"], "errors": sum(r["errors"] for r in results),
-            "requests": sum(r["requests"] or 0 for r in results), "memory": under_load,
-            "per_100mib": statistics.median(rps) / under_load["pss"] * 100}
+            "requests": sum(r["requests"] or 0 for r in results), "memory": memory,
+            "per_100mib": statistics.median(rps) / memory["pss"] * 100}
+
+
+def remeasure(point, extra, opts):
+    """Another round of throughput for a point measured before: provision it again, warm it up,
+    load it, and merge the runs and the PSS samples into its numbers."""
+    provision(extra)
+    time.sleep(opts.settle_short)
+    load(opts.warmup)
+    again = throughput(opts.duration, opts.runs)
+    point["throughput"] = summarize(point["throughput"]["rounds"] + again["rounds"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,6 +681,10 @@ def _f(value, fmt="%.1f"):
     return "n/a" if value is None else fmt % value
 
 
+def _rounds(tput):
+    return " / ".join("%.0f" % r for r in tput.get("round_rps", []))
+
+
 def report(out, results, files, opts):
     m, v = results["machine"], results["machine"]["versions"]
     configs, sweep, ev = results["configs"], results["sweep"], results["evaluation"]
@@ -692,14 +718,18 @@ def report(out, results, files, opts):
         "`playbooks/stop.yml`: the stack starts from its start scripts, as `make dev` starts it.",
         "- Memory: PSS (RSS beside it) summed over the process trees of gunicorn's, celery's and "
         "redis-server's pidfiles (psutil `memory_full_info()`); *idle* once the sum stops moving after "
-        "startup, *warm* after a %d s warm-up load, *after load* after the %d throughput runs and a "
-        "%d s sustained load." % (opts.warmup, opts.runs, opts.sustained),
+        "startup, *warm* after a %d s warm-up load, *after load* after the first round's %d "
+        "throughput runs and a %d s sustained load." % (opts.warmup, opts.runs, opts.sustained),
         "- Throughput: `%s` on `http://127.0.0.1:5001/api/work` (~1 ms of CPU and one Redis round "
-        "trip); median req/s of %d runs, the min-max beside it, p50/p99 of the median run, errors = "
+        "trip); %d rounds over all the points (the configurations and the sweep), each round "
+        "provisioning each point afresh, warming it up for %d s and loading it %d times; the rounds "
+        "visit the points in opposite orders, so that a drift of the machine's speed weighs on every "
+        "point alike. Per point: median req/s of all its runs (each round's median beside it), the "
+        "min-max, p50/p99 of the median run, errors = "
         "non-2xx + socket errors over all runs. req/s per 100 MiB divides the median req/s by the "
         "median of the stack's PSS sampled every second while the runs load it (*under load*): a "
         "single snapshot after a load moves by up to 20 MiB as greenlets and allocator arenas come "
-        "and go." % (tool, opts.runs),
+        "and go." % (tool, opts.rounds, opts.warmup, opts.runs),
         "",
         "## 1-2. Memory and throughput per configuration",
         "",
@@ -716,13 +746,13 @@ def report(out, results, files, opts):
         lines.append("- (%s): %s / %s / %s MiB" % (key, *(_f(c["idle"][s]["pss"]) for s in ("gunicorn", "celery", "redis"))))
     lines += [
         "",
-        "| configuration | req/s (median) | min-max | p50 ms | p99 ms | errors | PSS under load | req/s per 100 MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| configuration | req/s (median) | per round | min-max | p50 ms | p99 ms | errors | PSS under load | req/s per 100 MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, c in configs.items():
         t = c["throughput"]
-        lines.append("| (%s) %s | %.0f | %.0f-%.0f | %s | %s | %d | %.1f | %.0f |" % (
-            key, c["name"], t["rps"], t["rps_min"], t["rps_max"], _f(t["p50"]), _f(t["p99"]),
+        lines.append("| (%s) %s | %.0f | %s | %.0f-%.0f | %s | %s | %d | %.1f | %.0f |" % (
+            key, c["name"], t["rps"], _rounds(t), t["rps_min"], t["rps_max"], _f(t["p50"]), _f(t["p99"]),
             t["errors"], t["memory"]["pss"], t["per_100mib"]))
     lines += ["", "![memory](%s)" % files["memory"], "", "![req/s per 100 MiB](%s)" % files["efficiency"], ""]
 
@@ -736,14 +766,14 @@ def report(out, results, files, opts):
             prod["celery_concurrency"], prod["redis_maxmemory"], prod["gunicorn_workers"],
             results["plans"]["workers_per_cpu"], m["cpus"], int(2 * m["cpus"] + 1)),
         "",
-        "| workers | req/s (median) | min-max | p50 ms | p99 ms | errors | PSS idle | PSS under load | req/s per 100 MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workers | req/s (median) | per round | min-max | p50 ms | p99 ms | errors | PSS idle | PSS under load | req/s per 100 MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in sorted(sweep):
         s, t = sweep[w], sweep[w]["throughput"]
         mark = " (plan)" if w == prod["gunicorn_workers"] else ""
-        lines.append("| %d%s | %.0f | %.0f-%.0f | %s | %s | %d | %s | %s | %.0f |" % (
-            w, mark, t["rps"], t["rps_min"], t["rps_max"], _f(t["p50"]), _f(t["p99"]), t["errors"],
+        lines.append("| %d%s | %.0f | %s | %.0f-%.0f | %s | %s | %d | %s | %s | %.0f |" % (
+            w, mark, t["rps"], _rounds(t), t["rps_min"], t["rps_max"], _f(t["p50"]), _f(t["p99"]), t["errors"],
             _f(s["idle"]["total"]["pss"]), _f(t["memory"]["pss"]), t["per_100mib"]))
     best_w = max(sweep, key=lambda w: sweep[w]["throughput"]["rps"])
     best_e = max(sweep, key=lambda w: sweep[w]["throughput"]["per_100mib"])
@@ -820,7 +850,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where benchmarks.md and the PNGs go")
     parser.add_argument("--duration", type=int, default=10, help="seconds of each measured load run")
-    parser.add_argument("--runs", type=int, default=5, help="measured load runs per configuration")
+    parser.add_argument("--runs", type=int, default=4, help="measured load runs per configuration and round")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="throughput rounds over all the points, in alternating order")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of warm-up load")
     parser.add_argument("--sustained", type=int, default=30,
                         help="seconds of extra sustained load before the 'after load' memory")
@@ -846,6 +878,7 @@ def main(argv=None):
         return 0
     if opts.smoke:
         opts.duration, opts.runs, opts.warmup, opts.sustained, opts.settle = 1, 1, 1, 1, 1.0
+        opts.rounds = 2  # the second round's code path too, on the smoke's tiny loads
         opts.monitor_runs = 1
     opts.settle_short = 1.0 if opts.smoke else 2.0
     opts.settle_limit = 4.0 if opts.smoke else 30.0
@@ -881,6 +914,18 @@ def main(argv=None):
             results["sweep"][workers] = res
             log("  idle PSS %.1f MiB, %.0f req/s" % (res["idle"]["total"]["pss"], res["throughput"]["rps"]))
         dump(opts, results)
+        # Further throughput rounds visit the points in the opposite order each time, so that a
+        # drift of the machine's speed during the run weighs on every point alike.
+        points = [(results["configs"][key], extra, "(%s)" % key) for key, _, _, extra in CONFIGS] + \
+                 [(results["sweep"][w], dict(PRODUCTION, stackfit_gunicorn_workers=w), "sweep %d" % w)
+                  for w in opts.sweep]
+        for number in range(2, opts.rounds + 1):
+            for point, extra, label in (points[::-1] if number % 2 == 0 else points):
+                log("round %d: %s" % (number, label))
+                remeasure(point, extra, opts)
+                log("  %.0f req/s this round, %.0f over its rounds" % (
+                    point["throughput"]["round_rps"][-1], point["throughput"]["rps"]))
+            dump(opts, results)
         log("provisioning")
         results["provisioning"] = measure_provisioning(opts)  # ends with the dev stack up
         log("monitor")

@@ -48,3 +48,21 @@ def test_parse_wrk_reads_rate_latency_and_errors():
     assert got["rps"] == pytest.approx(1074.05)
     assert got["p50"] == pytest.approx(42.11) and got["p99"] == pytest.approx(753.10)
     assert got["requests"] == 10741 and got["errors"] == 3
+
+
+def _round(rps, pss):
+    runs = [{"rps": r, "p50": 40.0 + i, "p99": 900.0 + i, "errors": i % 2, "requests": int(r * 10)}
+            for i, r in enumerate(rps)]
+    return {"runs": runs, "memory": {"pss_samples": pss, "rss_samples": [p * 2 for p in pss]}}
+
+
+def test_summarize_merges_rounds_into_one_median_per_point():
+    first, second = _round([1000, 1100, 1050], [120, 130]), _round([900, 950, 1200], [125, 127, 200])
+    got = bench.summarize([first, second])
+    assert got["rps"] == 1025.0  # median of the six runs, not of the two rounds' medians
+    assert got["round_rps"] == [1050, 950]
+    assert (got["rps_min"], got["rps_max"]) == (900, 1200)
+    assert got["memory"]["pss"] == 127 and got["memory"]["samples"] == 5
+    assert got["per_100mib"] == pytest.approx(1025.0 / 127 * 100)
+    assert got["errors"] == 2 and got["requests"] == 62000
+    assert got["p50"] == 42.0  # the median run (1050 req/s, the third of the first round)
