@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 APP_DIR = Path(__file__).resolve().parents[2] / "examples" / "synspirit"
-CELERY_LAUNCHER = Path(__file__).resolve().parents[2] / "roles" / "celery" / "files" / "stackfit_celery.py"
+# The launcher's template is Python as it stands: its only Jinja is the shebang, a comment to python.
+CELERY_LAUNCHER = Path(__file__).resolve().parents[2] / "roles" / "celery" / "templates" / "stackfit-celery.j2"
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 

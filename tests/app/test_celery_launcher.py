@@ -1,4 +1,4 @@
-"""roles/celery/files/stackfit_celery.py: Celery's command line without the amqp shell's imports.
+"""roles/celery/templates/stackfit-celery.j2 (stackfit-celery): Celery's command line without the amqp shell's imports.
 
 The worker it starts is exercised for real in test_synspirit_stack.py (tasks round-trip through it);
 here: that it skips prompt_toolkit (the point of it), that plain celery does load it (so the point
