@@ -361,9 +361,7 @@ class Sampler(threading.Thread):
         if not self.samples:  # a load shorter than one step: measure once now
             total = memory()["total"]
             self.samples.append((total["pss"], total["rss"]))
-        return {"pss": statistics.median(p for p, _ in self.samples),
-                "rss": statistics.median(r for _, r in self.samples), "samples": len(self.samples),
-                "pss_samples": [p for p, _ in self.samples], "rss_samples": [r for _, r in self.samples]}
+        return {"pss_samples": [p for p, _ in self.samples], "rss_samples": [r for _, r in self.samples]}
 
 
 def throughput(duration, runs):
