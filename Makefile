@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages the tests need on the controller (the roles install what the hosts need).
 APT_PACKAGES := redis-server wrk
 
-.PHONY: dev venv deps lint unit integration pytest test plan stop clean molecule-setup molecule bench
+.PHONY: dev venv deps lint unit integration pytest test plan stop clean molecule-setup molecule molecule-fresh bench
 
 venv: $(VENV)/.installed
 # The tools, and the sample app's requirements (its tests run it in this venv).
@@ -51,19 +51,25 @@ SCENARIOS ?= default production scripts rollout
 molecule-setup:
 	bash molecule/resources/setup.sh
 
+# Against podman's usual storage: the base image is kept between runs (while developing).
 molecule: molecule-setup
 	@for s in $(SCENARIOS); do \
 	  start=$$(date +%s); molecule/resources/run-scenario.sh $$s; \
 	  echo "scenario $$s: $$(( $$(date +%s) - start )) s"; \
 	done
 
+# From nothing (what `make test` runs): a throwaway podman storage, the base image built in this
+# run, removed afterwards.
+molecule-fresh:
+	bash molecule/resources/fresh.sh $(SCENARIOS)
+
 pytest: venv deps
 	@start=$$(date +%s); \
 	$(BIN)/pytest -q tests; \
 	echo "pytest: $$(( $$(date +%s) - start )) s"
 
-# Lint, every pytest test (unit, integration, e2e on this machine), then every scenario.
-test: lint pytest molecule
+# Lint, every pytest test (unit, integration, e2e on this machine), then every scenario from nothing.
+test: lint pytest molecule-fresh
 
 # Benchmarks (docs/benchmarks.md): provisions this machine's dev stack once per configuration;
 # not part of `make test` (a smoke run of the harness is).

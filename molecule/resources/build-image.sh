@@ -8,13 +8,16 @@
 # The tag is a hash of the build inputs (this script, the package list, the mirror, the CA
 # certificates, the apt/pip settings): when an image with that tag exists, nothing is built.
 # The image is also tagged :latest, which molecule.yml uses by default.
-# Environment: FORCE=1 rebuilds; STACKFIT_IMAGE_REPO overrides the image name.
+# Environment: FORCE=1 rebuilds; STACKFIT_IMAGE_REPO overrides the image name;
+# STACKFIT_DEBIAN_MIRROR overrides the mirror read from apt's sources (no mirror: an error).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 repo_name="${STACKFIT_IMAGE_REPO:-localhost/stackfit-debian12-systemd}"
 suite=bookworm
+# The host's apt configuration (its mirror, proxies); STACKFIT_APT_ETC points elsewhere (tests).
+apt_etc="${STACKFIT_APT_ETC:-/etc/apt}"
 
 # Generic on purpose: roles install what they need with apt inside the container.
 PACKAGES=(
@@ -40,7 +43,7 @@ trap cleanup EXIT
 # The host's Debian mirror: the first URI serving the suite in sources.list(.d), one-line or deb822.
 host_mirror() {
   local f
-  for f in /etc/apt/sources.list.d/*.sources; do
+  for f in "$apt_etc"/sources.list.d/*.sources; do
     [[ -f "$f" ]] || continue
     awk -v suite="$suite" '
       /^[[:space:]]*$/ { if (uri && ok && deb) { print uri; done=1; exit } uri=""; ok=0; deb=0; next }
@@ -50,26 +53,33 @@ host_mirror() {
       /^Enabled:[[:space:]]*no/ { deb=0 }
       END { if (!done && uri && ok && deb) print uri }' "$f"
   done
-  { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true; } |
+  { cat "$apt_etc"/sources.list "$apt_etc"/sources.list.d/*.list 2>/dev/null || true; } |
     awk -v suite="$suite" '$1=="deb" { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i+1)==suite) print $i; break } }'
 }
 mirror="${STACKFIT_DEBIAN_MIRROR:-$(host_mirror | head -n1 || true)}"
-mirror="${mirror:-http://deb.debian.org/debian}"
+if [[ -z "$mirror" ]]; then
+  log "no Debian mirror for $suite in $apt_etc/sources.list or $apt_etc/sources.list.d/ (deb822 or"
+  log "one-line): configure apt on this machine, or set STACKFIT_DEBIAN_MIRROR=<the mirror's URL>"
+  exit 1
+fi
 log "mirror: $mirror"
 
 # The host's Debian sources (deb822 or one-line) for the image: only files about Debian itself.
 mkdir -p "$inputs/sources.list.d" "$inputs/apt.conf.d" "$inputs/ca"
-for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-  [[ -f "$f" ]] && grep -q 'debian-archive-keyring\|/debian\b\|/debian-security\b\|/debian/\? ' "$f" &&
+for f in "$apt_etc"/sources.list.d/*.sources "$apt_etc"/sources.list.d/*.list; do
+  if [[ -f "$f" ]] && grep -q 'debian-archive-keyring\|/debian\b\|/debian-security\b\|/debian/\? ' "$f"; then
     cp "$f" "$inputs/sources.list.d/"
+  fi
 done
-if [[ -f /etc/apt/sources.list ]] && grep -q '^deb ' /etc/apt/sources.list; then
-  grep '^deb ' /etc/apt/sources.list | grep -v 'deb-src' > "$inputs/sources.list.d/host.list" || true
+if [[ -f "$apt_etc"/sources.list ]] && grep -q '^deb ' "$apt_etc"/sources.list; then
+  grep '^deb ' "$apt_etc"/sources.list | grep -v 'deb-src' > "$inputs/sources.list.d/host.list" || true
 fi
 
 # The host's apt network settings (proxies, snapshot date checks): files that set Acquire::.
-for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
-  [[ -f "$f" ]] && grep -q '^[[:space:]]*Acquire' "$f" && cp "$f" "$inputs/apt.conf.d/$(basename "$f")"
+for f in "$apt_etc"/apt.conf "$apt_etc"/apt.conf.d/*; do
+  if [[ -f "$f" ]] && grep -q '^[[:space:]]*Acquire' "$f"; then
+    cp "$f" "$inputs/apt.conf.d/$(basename "$f")"
+  fi
 done
 proxy_http="${http_proxy:-${HTTP_PROXY:-}}"
 proxy_https="${https_proxy:-${HTTPS_PROXY:-}}"
@@ -227,11 +237,13 @@ tar --numeric-owner --xattrs --acls -C "$root" -c . |
     --message "stackfit: debootstrap $suite minbase + systemd from $mirror" \
     - "$image" > /dev/null
 podman tag "$image" "$repo_name:latest"
-# Older builds of this image go (each is ~210 MB); one still used by a container stays.
-podman images --filter "reference=$repo_name" --format '{{.Repository}}:{{.Tag}}' |
-  grep -v -x -F -e "$image" -e "$repo_name:latest" |
-  while read -r old; do
-    if podman rmi "$old" > /dev/null 2>&1; then log "removed $old"; fi
-  done
+# Older builds of this image go (each is ~210 MB); one still used by a container stays. On a first
+# build there are none: the list is empty, which is not an error (no grep whose "no match" exit
+# status would end the script under pipefail).
+old_images="$(podman images --filter "reference=$repo_name" --format '{{.Repository}}:{{.Tag}}')"
+while read -r old; do
+  [[ -z "$old" || "$old" == "$image" || "$old" == "$repo_name:latest" ]] && continue
+  if podman rmi "$old" > /dev/null 2>&1; then log "removed $old"; fi
+done <<< "$old_images"
 log "built $image in $((SECONDS - start))s ($(podman image inspect "$image" --format '{{.Size}}') bytes)"
 echo "$image"

@@ -23,7 +23,8 @@ if [[ ! -x "$venv/bin/molecule" ]]; then
   exit 1
 fi
 export PATH="$venv/bin:$PATH"
-export CONTAINERS_CONF="$here/containers.conf"
+# podman's settings: stackfit's own, unless fresh.sh (make test) exported its throwaway copy.
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
 export PY_COLORS="${PY_COLORS:-0}"
 export PYTHONUNBUFFERED=1

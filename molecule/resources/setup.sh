@@ -15,7 +15,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="${MOLECULE_VENV:-$repo/.venv-molecule}"
-export CONTAINERS_CONF="$here/containers.conf"
+# podman's settings: stackfit's own, unless fresh.sh (make test) exported its throwaway copy.
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 
 # PyPI's `ansible` package is the only reachable source of the containers.podman collection
 # (Galaxy is unreachable). Only that collection is extracted from the wheel; version and hash

@@ -115,6 +115,8 @@ class Load:
 
 @pytest.fixture(scope="module")
 def stack():
+    # From nothing, whatever an earlier run (make dev, a killed test) left on this machine.
+    playbook("playbooks/stop.yml", "-e", "stackfit_purge=true")
     first = playbook("site.yml")
     yield first
     playbook("playbooks/stop.yml")

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The Molecule scenarios from nothing (what `make test` runs): podman gets a throwaway storage of
+# its own in a new temporary directory (graphroot, runroot, its tmp dir and its network
+# definitions), so the base image is built in this run and no image, container, layer or network
+# that an earlier run left is used. The directory is removed afterwards, pass or fail.
+#
+#   molecule/resources/fresh.sh default production scripts rollout
+#
+# Each scenario runs through run-scenario.sh (its actions timed); the phases' times are printed at
+# the end. `make molecule` runs the same scenarios against podman's usual storage instead, where
+# the base image is kept between runs (faster while developing).
+# Environment: STACKFIT_FRESH_DIR   parent of the temporary directory (default /var/tmp)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+(($# > 0)) || { echo "usage: $0 SCENARIO..." >&2; exit 2; }
+if [[ $EUID -ne 0 ]]; then
+  echo "fresh.sh: run as root (podman's storage, debootstrap)" >&2
+  exit 1
+fi
+
+root="$(mktemp -d "${STACKFIT_FRESH_DIR:-/var/tmp}/stackfit-podman.XXXXXX")"
+cleanup() {
+  local status=$?
+  podman rm --all --force --time 0 > /dev/null 2>&1 || true
+  podman rmi --all --force > /dev/null 2>&1 || true
+  # Whatever is still mounted below the throwaway storage (a run killed halfway), deepest first.
+  findmnt -rn -o TARGET | awk -v root="$root/" 'index($0, root) == 1' | sort -r |
+    while read -r target; do umount -l "$target" 2> /dev/null || true; done
+  rm -rf "$root"
+  echo "fresh: removed the throwaway podman storage $root"
+  exit "$status"
+}
+trap cleanup EXIT
+
+# podman's own settings (runc, cgroupfs, ulimits, networks inside 198.18.0.0/15) plus the throwaway
+# paths: its tmp dir (libpod's state) and where network definitions are kept.
+awk -v root="$root" '
+  { print }
+  /^\[engine\]/  { print "tmp_dir = \"" root "/tmp\"" }
+  /^\[network\]/ { print "network_config_dir = \"" root "/networks\"" }
+' "$here/containers.conf" > "$root/containers.conf"
+grep -q '^tmp_dir = ' "$root/containers.conf" && grep -q '^network_config_dir = ' "$root/containers.conf" || {
+  echo "fresh.sh: $here/containers.conf needs [engine] and [network] sections" >&2
+  exit 1
+}
+cat > "$root/storage.conf" <<EOF
+# stackfit's throwaway podman storage (molecule/resources/fresh.sh); removed after the run.
+[storage]
+driver = "overlay"
+graphroot = "$root/storage"
+runroot = "$root/run"
+EOF
+mkdir -p "$root/storage" "$root/run" "$root/tmp" "$root/networks"
+export CONTAINERS_CONF="$root/containers.conf"
+export CONTAINERS_STORAGE_CONF="$root/storage.conf"
+echo "fresh: throwaway podman storage in $root (images: $(podman images -q | wc -l))"
+
+times=()
+s=$SECONDS
+bash "$here/setup.sh"
+times+=("setup (image built in this run): $((SECONDS - s)) s")
+status=0
+for scenario in "$@"; do
+  s=$SECONDS
+  if "$here/run-scenario.sh" "$scenario"; then
+    times+=("scenario $scenario: $((SECONDS - s)) s")
+  else
+    times+=("scenario $scenario: FAILED after $((SECONDS - s)) s")
+    status=1
+  fi
+done
+printf '\n== molecule phase times\n'
+printf '%s\n' "${times[@]}"
+exit "$status"
