@@ -118,6 +118,28 @@ options:
     description: Plan even when the stack cannot fit the budget at one worker.
     type: bool
     default: false
+  service_manager:
+    description:
+      - The host's service manager, normally C(stackfit_host.service_manager). C(systemd) runs the
+        services from units; anything else (C(none)) from start scripts with pidfiles.
+      - Picks each service's pidfile, runtime directory and start script in C(units).
+    type: str
+    default: none
+  environment:
+    description: The profile (C(development) or C(production)); picks Gunicorn's start script.
+    type: str
+    choices: [development, production]
+    default: development
+  layout:
+    description: The stack's directories (C(prefix), C(bin_dir), C(config_dir), C(log_dir),
+      C(state_dir), C(run_dir)); unset keys take stackfit's defaults (/opt/stackfit, ...).
+    type: dict
+    default: {}
+  service_settings:
+    description: The values that shape how services are controlled (C(gunicorn_bind),
+      C(gunicorn_graceful_timeout), C(celery_task_time_limit), C(redis_port)).
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -148,11 +170,14 @@ ansible_facts:
     stackfit_plan:
       description: gunicorn_workers, celery_concurrency, redis_maxmemory_bytes, redis_maxmemory,
         image_cache_quota_bytes, monitor_interval, budget_bytes, planned_bytes, service_bytes,
-        unit_limits, nofile, fits and explain (one sentence per value and cap).
+        unit_limits, nofile, fits and explain (one sentence per value and cap); environment,
+        manager (systemd or script), units (each service's description,
+        module_utils/stackfit_services.py), stop_order and gunicorn_port (for load balancers).
       type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stackfit_services import DEFAULT_SETTINGS, ServiceError, describe, parse_bind
 from ansible.module_utils.stackfit_sizing import SERVICES, SizingError, plan
 
 ESTIMATE_OPTIONS = dict(
@@ -183,14 +208,29 @@ ARGUMENT_SPEC = dict(
     memory_budget=dict(type="raw", default="50%"),
     estimates=dict(type="dict", default={}, options=ESTIMATE_OPTIONS),
     allow_overcommit=dict(type="bool", default=False),
+    service_manager=dict(type="str", default="none"),
+    environment=dict(type="str", choices=["development", "production"], default="development"),
+    layout=dict(type="dict", default={}),
+    service_settings=dict(type="dict", default={}),
 )
+# Options about how the services run, not about their sizes: describe() takes them.
+CONTROL_OPTIONS = ("service_manager", "environment", "layout", "service_settings")
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = dict(module.params)
+    control = {key: params.pop(key) for key in CONTROL_OPTIONS}
+    manager = "systemd" if control["service_manager"] == "systemd" else "script"
     try:
-        result = plan(dict(module.params))
-    except SizingError as exc:
+        result = plan(params)
+        units = describe(result["services"], manager, control["layout"],
+                         control["service_settings"], control["environment"])
+        result.update(environment=control["environment"], manager=manager, units=units,
+                      stop_order=list(units),
+                      gunicorn_port=parse_bind((control["service_settings"] or {}).get(
+                          "gunicorn_bind", DEFAULT_SETTINGS["gunicorn_bind"]))[1])
+    except (SizingError, ServiceError) as exc:
         module.fail_json(msg="stackfit_sizing: %s" % exc)
     module.exit_json(changed=False, ansible_facts={"stackfit_plan": result})
 

@@ -1,26 +1,77 @@
+#!/usr/bin/python3
 # -*- coding: utf-8 -*-
-"""Background services without a service manager: a pidfile, a start script, signals.
+"""Background services without a service manager: pidfiles, launching, signals, readiness.
 
-Used where PID 1 is not systemd (containers, laptops, CI machines). No Ansible imports.
+stackfit's one pidfile implementation. Used three ways, always this file:
+- by the ``stackfit_service`` module (Ansible ships it as module_utils);
+- on hosts without systemd as ``/opt/stackfit/bin/stackfit-daemon``, the program that the start
+  scripts and stop.sh call (``stackfit-daemon launch|stop|status ...``);
+- by the memory monitor, which reads the same pidfiles.
+
+A pid in a pidfile is trusted only while it is still the service: a live process (not a zombie)
+that started no later than the pidfile was written (a pid reused by a later process started
+after it) and, when a pattern is given, whose command line contains it.
+
+Standard library only; no Ansible imports.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import signal
 import socket
+import stat
 import subprocess
+import sys
 import time
+
+# A process may start a moment after its pidfile's mtime (the launcher writes the pid it forked).
+START_SLACK_SECONDS = 2.0
+# A launched service must stay up this long to count as started (then readiness checks follow).
+LAUNCH_CHECK_SECONDS = 1.0
+TAIL_LINES = 30
 
 
 def read_pid(pidfile):
-    """The pid in ``pidfile``, or None when the file is missing or holds no number."""
+    """The pid in ``pidfile`` (its first number), or None when missing or holding no number."""
     try:
-        with open(pidfile, encoding="ascii") as handle:
-            text = handle.read().strip()
-    except (OSError, UnicodeDecodeError):
+        with open(pidfile, encoding="ascii", errors="replace") as handle:
+            text = handle.read(64).split()
+    except OSError:
         return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    return int(text[0]) if text and text[0].isdigit() and int(text[0]) > 0 else None
+
+
+def _stat_fields(pid):
+    with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def _boot_time():
+    with open("/proc/stat", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("btime "):
+                return int(line.split()[1])
+    raise OSError("no btime in /proc/stat")
+
+
+def start_time(pid):
+    """When ``pid`` started (seconds since the epoch), or None when it does not exist."""
+    try:
+        ticks = int(_stat_fields(pid)[19])
+        return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cmdline(pid):
+    """The command line of ``pid`` as one string ('' when unreadable)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
 
 
 def is_alive(pid):
@@ -30,30 +81,60 @@ def is_alive(pid):
     try:
         os.kill(pid, 0)
     except OSError as exc:
-        if exc.errno == errno.EPERM:
-            return True
-        return False
+        if exc.errno != errno.EPERM:
+            return False
     try:
-        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
+        return _stat_fields(pid)[0] not in ("Z", "X")
     except (OSError, IndexError):
         return False
 
 
-def running_pid(pidfile):
+def trusted_pid(pidfile, match=None):
+    """(pid, None) when the pidfile names its live service, else (None, why)."""
     pid = read_pid(pidfile)
-    return pid if is_alive(pid) else None
+    if pid is None:
+        return None, ("pidfile %s missing" % pidfile if not os.path.exists(pidfile)
+                      else "pidfile %s holds no pid" % pidfile)
+    if not is_alive(pid):
+        return None, "pidfile %s: pid %d is not running (stale pidfile)" % (pidfile, pid)
+    try:
+        written = os.stat(pidfile).st_mtime
+    except OSError:
+        return None, "pidfile %s vanished" % pidfile
+    started = start_time(pid)
+    if started is not None and started > written + START_SLACK_SECONDS:
+        return None, ("pidfile %s: pid %d started after the pidfile was written: another process "
+                      "reused the pid (stale pidfile)" % (pidfile, pid))
+    if match and match not in cmdline(pid):
+        return None, ("pidfile %s: pid %d is not %s (%r): another process reused the pid (stale "
+                      "pidfile)" % (pidfile, pid, match, cmdline(pid)[:120]))
+    return pid, None
+
+
+def running_pid(pidfile, match=None):
+    return trusted_pid(pidfile, match)[0]
+
+
+def remove_stale(pidfile, match=None):
+    """Remove ``pidfile`` when it names no live service; True when it did."""
+    pid, _ = trusted_pid(pidfile, match)
+    if pid is None and os.path.lexists(pidfile):
+        try:
+            os.unlink(pidfile)
+            return True
+        except OSError:
+            return False
+    return False
 
 
 def signal_number(name):
-    name = str(name).upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
+    text = str(name).upper()
+    if not text.startswith("SIG"):
+        text = "SIG" + text
     try:
-        return int(getattr(signal, name))
+        return int(getattr(signal, text))
     except AttributeError:
-        raise ValueError("unknown signal %r" % name) from None
+        raise ValueError("unknown signal %r" % text) from None
 
 
 def wait_until(predicate, timeout, step=0.1):
@@ -74,26 +155,118 @@ def port_open(host, port):
         return False
 
 
-def start(argv, pidfile, timeout, wait_port=None, wait_host="127.0.0.1", env=None):
-    """Run the start script (which backgrounds the service and writes the pidfile); wait for it."""
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                         stdin=subprocess.DEVNULL, check=False)
-    if out.returncode != 0:
-        raise RuntimeError("%s exited %d: %s" % (" ".join(argv), out.returncode,
-                                                 (out.stderr or out.stdout).strip()[-2000:]))
-    if not wait_until(lambda: running_pid(pidfile), timeout):
-        raise RuntimeError("%s ran, but no live process in %s after %ss" % (argv[0], pidfile, timeout))
-    if wait_port and not wait_until(lambda: port_open(wait_host, wait_port), timeout):
-        raise RuntimeError("%s started (pid %s) but %s:%s does not accept connections after %ss" % (
-            argv[0], running_pid(pidfile), wait_host, wait_port, timeout))
-    return running_pid(pidfile)
+def tail(path, lines=TAIL_LINES, since=0):
+    """The last ``lines`` lines of ``path`` (from byte offset ``since``), '' when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(since, size - 64 * 1024)
+            handle.seek(start)
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
 
 
-def stop(pidfile, sig, timeout):
-    """Send ``sig`` to the pidfile's process, wait up to ``timeout``, then SIGKILL. True if it ran."""
-    pid = running_pid(pidfile)
+def log_sizes(paths):
+    sizes = {}
+    for path in paths:
+        try:
+            sizes[path] = os.path.getsize(path)
+        except OSError:
+            sizes[path] = 0
+    return sizes
+
+
+def output_of(paths, since=None, lines=TAIL_LINES):
+    """The last lines of each log that has any (since the offsets ``since``), labelled."""
+    parts = []
+    for path in paths:
+        text = tail(path, lines, (since or {}).get(path, 0))
+        if text.strip():
+            parts.append("--- last lines of %s:\n%s" % (path, text))
+    return "\n".join(parts)
+
+
+def open_log(path):
+    """Open a log for appending without following a symlink (the log directory belongs to the
+    service's user; root must not be led to append to another file), and only a regular file."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return os.fdopen(fd, "ab")
+
+
+def _write_pidfile(pidfile, pid):
+    tmp = "%s.%d.tmp" % (pidfile, os.getpid())
+    # O_EXCL | O_NOFOLLOW: the run directory may belong to the service's user; never follow a
+    # link planted there. The rename then replaces the pidfile itself, never a link's target.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write("%d\n" % pid)
+    os.replace(tmp, pidfile)
+
+
+def launch(name, pidfile, log, argv, user=None, cwd=None, env=None, match=None,
+           check_seconds=LAUNCH_CHECK_SECONDS):
+    """Start ``argv`` detached (own session, stdin closed, output appended to ``log``), as
+    ``user`` when given, and write its pid. A no-op when the pidfile names a live service.
+
+    Returns (pid, started): started is False when it already ran. Raises RuntimeError, with the
+    last lines of the log, when it exits within ``check_seconds``; the pidfile is removed then.
+    """
+    pid = running_pid(pidfile, match)
+    if pid:
+        return pid, False
+    remove_stale(pidfile, match)
+    since = log_sizes([log])
+    preexec = None
+    entry = None
+    if user and os.geteuid() == 0:
+        import pwd
+        entry = pwd.getpwnam(user)
+    run_dir = os.path.dirname(pidfile)
+    if not os.path.isdir(run_dir):  # /run is a tmpfs: gone after a reboot
+        os.makedirs(run_dir, 0o755)
+        if entry:
+            os.chown(run_dir, entry.pw_uid, entry.pw_gid)
+    if entry:
+
+        def preexec():
+            os.setgid(entry.pw_gid)
+            os.initgroups(user, entry.pw_gid)
+            os.setuid(entry.pw_uid)
+    with open_log(log) as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec,
+                                close_fds=True)
+    _write_pidfile(pidfile, proc.pid)
+    deadline = time.monotonic() + check_seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        try:
+            os.unlink(pidfile)
+        except OSError:
+            pass
+        raise RuntimeError("%s exited at once with status %s\n%s" % (
+            name, proc.returncode, output_of([log], since)))
+    return proc.pid, True
+
+
+def stop(pidfile, sig=signal.SIGTERM, timeout=60, match=None):
+    """Send ``sig`` to the service, wait up to ``timeout`` s, then SIGKILL; remove the pidfile.
+
+    Returns the pid it stopped, or None when it was not running (a stale pidfile is removed).
+    """
+    pid = running_pid(pidfile, match)
     if not pid:
-        return False
+        remove_stale(pidfile, match)
+        return None
     os.kill(pid, sig)
     if not wait_until(lambda: not is_alive(pid), timeout):
         os.kill(pid, signal.SIGKILL)
@@ -103,4 +276,125 @@ def stop(pidfile, sig, timeout):
             os.unlink(pidfile)
     except OSError:
         pass
-    return True
+    return pid
+
+
+def wait_ready(pidfile, timeout, host=None, port=None, match=None, logs=(), since=None):
+    """Wait until the service accepts connections on ``port`` (or only lives, without a port).
+
+    Raises RuntimeError once the service is gone (a daemon gets 5 s to write its pidfile, no
+    waiting out the timeout), or at the timeout, with the last lines of its logs; a dead
+    service's pidfile is removed.
+    """
+    now = time.monotonic()
+    deadline, pidfile_grace = now + timeout, now + min(timeout, 5)
+    while True:
+        pid, why = trusted_pid(pidfile, match)
+        if pid is None and time.monotonic() < pidfile_grace:
+            time.sleep(0.1)  # a daemon that writes its own pidfile (Redis) may not have yet
+            continue
+        if pid is None:
+            remove_stale(pidfile, match)
+            raise RuntimeError("it is not running: %s\n%s" % (why, output_of(logs, since)))
+        if port is None or port_open(host or "127.0.0.1", port):
+            return pid
+        if time.monotonic() >= deadline:
+            raise RuntimeError("pid %d runs, but %s:%s does not accept connections after %ss\n%s" % (
+                pid, host or "127.0.0.1", port, timeout, output_of(logs, since)))
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# stackfit-daemon: the command the start scripts and stop.sh run on hosts without systemd.
+# --------------------------------------------------------------------------------------------
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="stackfit-daemon", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    launch_p = sub.add_parser("launch", usage="stackfit-daemon launch NAME PIDFILE LOG [options] -- COMMAND...",
+                              help="start COMMAND in the background unless it runs")
+    launch_p.add_argument("name")
+    launch_p.add_argument("pidfile")
+    launch_p.add_argument("log")
+    launch_p.add_argument("--user")
+    launch_p.add_argument("--cwd")
+    launch_p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    launch_p.add_argument("--env-file", help="NAME=VALUE lines (systemd EnvironmentFile syntax)")
+    launch_p.add_argument("--match", help="a string the service's command line contains")
+    stop_p = sub.add_parser("stop", help="stop the service: SIGNAL, then KILL after TIMEOUT s")
+    stop_p.add_argument("name")
+    stop_p.add_argument("pidfile")
+    stop_p.add_argument("--signal", default="TERM")
+    stop_p.add_argument("--timeout", type=float, default=60)
+    stop_p.add_argument("--match")
+    status_p = sub.add_parser("status", help="exit 0 when the service runs")
+    status_p.add_argument("name")
+    status_p.add_argument("pidfile")
+    status_p.add_argument("--match")
+    return parser
+
+
+def read_env_file(path):
+    """NAME=VALUE lines of a systemd EnvironmentFile (comments, blank lines, optional quotes)."""
+    env = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip().replace("_", "a").isalnum():
+                raise ValueError("%s line %d: not NAME=VALUE" % (path, number))
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+                if line.partition("=")[2].strip()[0] == '"':
+                    value = value.replace('\\"', '"').replace("\\\\", "\\")
+            env[key.strip()] = value
+    return env
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = []
+    if "--" in argv:  # everything after -- is the service's command line, untouched
+        command = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    args = _parser().parse_args(argv)
+    if args.command == "status":
+        pid, why = trusted_pid(args.pidfile, args.match)
+        print("%s runs (pid %d)" % (args.name, pid) if pid else "%s is not running: %s" % (args.name, why))
+        return 0 if pid else 3
+    if args.command == "stop":
+        try:
+            pid = stop(args.pidfile, signal_number(args.signal), args.timeout, args.match)
+        except (OSError, ValueError) as exc:
+            print("%s: cannot stop: %s" % (args.name, exc), file=sys.stderr)
+            return 1
+        print("%s stopped (pid %d)" % (args.name, pid) if pid else "%s is not running" % args.name)
+        return 0
+    if not command:
+        print("stackfit-daemon launch: no command after --", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    try:
+        if args.env_file:
+            env.update(read_env_file(args.env_file))
+    except (OSError, ValueError) as exc:
+        print("%s: --env-file: %s" % (args.name, exc), file=sys.stderr)
+        return 2
+    for item in args.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    try:
+        pid, started = launch(args.name, args.pidfile, args.log, command, user=args.user,
+                              cwd=args.cwd, env=env, match=args.match)
+    except (OSError, RuntimeError, KeyError) as exc:
+        print("%s: %s" % (args.name, exc), file=sys.stderr)
+        return 1
+    print("%s %s (pid %d)" % (args.name, "started" if started else "already runs", pid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

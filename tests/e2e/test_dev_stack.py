@@ -186,9 +186,10 @@ def test_fewer_workers_reload_gunicorn_alone_without_a_failed_request(stack):
         time.sleep(1)
     print("requests during the reload: %d ok, %d failed" % (load.ok, load.failed))
     assert load.ok > 0 and load.failed == 0, load.errors
-    assert set(changed_tasks(out)) == {"app : Render the app's configuration",
+    assert set(changed_tasks(out)) == {"stackfit : Record the host's plan",
+                                       "app : Render the app's configuration",
                                        "gunicorn : Render Gunicorn's configuration",
-                                       "gunicorn : Reload gunicorn started from its script"}
+                                       "gunicorn : Reload gunicorn"}
     assert pid("gunicorn") == gunicorn_before  # a HUP, not a restart
     assert pid("celery") == celery_before      # Celery untouched
     playbook("site.yml")

@@ -1,9 +1,9 @@
 """Helpers shared by the scenarios' testinfra tests (default, production, scripts).
 
 The tests run on the controller (pytest + testinfra over ``podman://``). Everything about a host is
-read inside its container, through ``host.run``; the plan is recomputed here, on the controller,
-with the repository's own sizing rules (module_utils/stackfit_sizing.py) and profile
-(group_vars/<environment>.yml), from the CPUs and memory the container really has.
+read inside its container, through ``host.run``: its plan is /etc/stackfit/plan.json, which the
+converge wrote, and the tests check that the container's real CPUs and memory went into it and
+that the running services follow it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "module_utils"))
 import stackfit_sizing  # noqa: E402  (from the repository, after the path change)
 
 APP_JSON = "/etc/stackfit/app.json"
+PLAN_JSON = "/etc/stackfit/plan.json"
 APP_DIR = "/opt/stackfit/current"
 VENV_PYTHON = "/opt/stackfit/venv/bin/python"
 BIN_DIR = "/opt/stackfit/bin"
@@ -29,9 +30,6 @@ MONITOR_REPORT = "/var/lib/stackfit/monitor/report.json"
 GUNICORN_PORT = 5001
 # cgroup v1 reports "no limit" as a page-aligned value near 2**63.
 _NO_LIMIT = 1 << 60
-# The stackfit role's defaults that the profiles do not set (roles/stackfit/defaults/main.yml).
-_ROLE_DEFAULTS = yaml.safe_load((REPO / "roles/stackfit/defaults/main.yml").read_text())
-_ENV_LOOKUP = re.compile(r"lookup\('ansible\.builtin\.env',\s*'(\w+)',\s*default='([^']*)'\)")
 
 
 def host_name(host) -> str:
@@ -46,24 +44,6 @@ def inventory_groups(host) -> set[str]:
     name = host_name(host)
     return {group for group, body in inventory.items()
             if group != "all" and name in ((body or {}).get("hosts") or {})}
-
-
-def services(groups: set[str]) -> list[str]:
-    """group_vars/all.yml's stackfit_services for these groups."""
-    return [s for s in ("web", "worker", "cache") if s in groups] + ["monitor"]
-
-
-def profile(environment: str) -> dict:
-    """group_vars/<environment>.yml with its environment lookups resolved as Ansible would."""
-    raw = yaml.safe_load((REPO / "group_vars" / f"{environment}.yml").read_text())
-    out = {}
-    for key, value in raw.items():
-        if isinstance(value, str):
-            match = _ENV_LOOKUP.search(value)
-            if match:
-                value = os.environ.get(match.group(1), match.group(2))
-        out[key] = value
-    return out
 
 
 def container_resources(host) -> dict:
@@ -93,35 +73,9 @@ fi
             "cpu_quota": None if quota in ("max", "-1") else int(quota) / int(period)}
 
 
-def expected_plan(host, environment: str, groups: set[str], resources: dict | None = None) -> dict:
-    """The plan the sizing rules give for this container, its groups and its profile."""
-    resources = resources or container_resources(host)
-    prof = profile(environment)
-    params = {"cpus": resources["cpus"], "memory_bytes": resources["memory_bytes"],
-              "services": services(groups)}
-    # Every sizing option the role passes: stackfit_<option> from the profile, else the role's
-    # default; an empty value is omitted (the role's `omit`), as in roles/stackfit/tasks/main.yml.
-    for option in stackfit_sizing.DEFAULTS:
-        if option == "services":
-            continue
-        value = prof.get("stackfit_" + option, _ROLE_DEFAULTS.get("stackfit_" + option))
-        if value is not None and value != "":
-            params[option] = value
-    return stackfit_sizing.plan(params)
-
-
-def workers_per_cpu(environment: str) -> float:
-    """The sizing rules' Gunicorn workers per CPU for a profile (given, or by worker class)."""
-    prof = profile(environment)
-    given = prof.get("stackfit_gunicorn_workers_per_cpu",
-                     _ROLE_DEFAULTS.get("stackfit_gunicorn_workers_per_cpu"))
-    if given not in (None, "", "auto"):
-        return float(given)
-    klass = prof.get("stackfit_gunicorn_worker_class",
-                     _ROLE_DEFAULTS.get("stackfit_gunicorn_worker_class", "gevent"))
-    if klass in getattr(stackfit_sizing, "ASYNC_WORKER_CLASSES", ()):
-        return stackfit_sizing.ASYNC_WORKERS_PER_CPU
-    return getattr(stackfit_sizing, "SYNC_WORKERS_PER_CPU", 2.0)
+def host_plan(host) -> dict:
+    """The plan the converge recorded on the host (/etc/stackfit/plan.json)."""
+    return json.loads(host.file(PLAN_JSON).content_string)
 
 
 def app_json(host) -> dict:

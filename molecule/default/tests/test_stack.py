@@ -57,13 +57,16 @@ def test_celery_runs_through_its_launcher(host, groups):
 
 
 def test_the_plan_follows_the_container(host, groups, app):
-    """app.json holds what the sizing rules give for this container's CPUs and memory."""
+    """The recorded plan is this container's (its CPUs and memory, its groups' services, under
+    systemd), and app.json holds its values."""
     resources = lib.container_resources(host)
-    plan = lib.expected_plan(host, app["environment"], groups, resources)
+    plan = lib.host_plan(host)
+    assert (plan["cpus"], plan["memory_bytes"]) == (resources["cpus"], resources["memory_bytes"])
+    assert set(plan["services"]) == {g for g in groups if g in ("web", "worker", "cache")} | {"monitor"}
+    assert plan["manager"] == "systemd" and plan["environment"] == app["environment"]
     got = {k: app[k] for k in ("gunicorn_workers", "celery_concurrency", "redis_maxmemory_bytes",
                                "monitor_interval")}
-    want = {k: plan[k] for k in got}
-    assert got == want, f"resources {resources}: plan {plan['explain']}"
+    assert got == {k: plan[k] for k in got}, plan["explain"]
     if app["environment"] == "development" and "web" in groups:
         assert app["gunicorn_workers"] == 3  # the dev profile's fixed value
 
@@ -171,9 +174,12 @@ def test_stack_paths(host, path, user, group, mode):
 
 def test_scripts_are_root_owned_executables(host):
     names = host.check_output("ls %s", lib.BIN_DIR).split()
-    assert {"stop.sh", "stackfit-lib.sh", "start_monitor.sh"} <= set(names)
+    assert {"stop.sh", "stackfit-daemon", "start_monitor.sh", "verify-unit"} <= set(names)
     for name in names:
         f = host.file(f"{lib.BIN_DIR}/{name}")
+        if f.is_symlink:
+            assert f.linked_to == f"{lib.BIN_DIR}/start.sh", name  # start_production.sh
+            continue
         assert (f.user, f.group, f.mode) == ("root", "root", 0o755), name
 
 

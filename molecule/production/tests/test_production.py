@@ -57,10 +57,11 @@ def test_each_host_plans_for_its_own_limits(hosts, apps, name):
         assert resources["cpus"] == cpus
     assert resources["memory_limit"] == memory
     assert resources["memory_bytes"] == memory  # the limit, not the machine's memory
-    groups = lib.inventory_groups(hosts[name])
-    plan = lib.expected_plan(hosts[name], "production", groups, resources)
+    plan = lib.host_plan(hosts[name])
+    assert (plan["cpus"], plan["memory_bytes"]) == (resources["cpus"], resources["memory_bytes"])
+    assert plan["services"] == [s for s in ("web", "worker", "cache") if s in lib.inventory_groups(hosts[name])] + ["monitor"]
     app = apps[name]
-    assert app["environment"] == "production"
+    assert app["environment"] == plan["environment"] == "production"
     for key in ("gunicorn_workers", "celery_concurrency", "redis_maxmemory_bytes", "monitor_interval"):
         assert app[key] == plan[key], (key, plan["explain"])
 
@@ -68,16 +69,15 @@ def test_each_host_plans_for_its_own_limits(hosts, apps, name):
 def test_web1_workers_are_the_cpu_rule_capped_by_its_memory(hosts, apps):
     """web1: min(per-CPU factor x CPUs + 1, memory cap) from its own limits (production profile)."""
     cpus, memory = LIMITS[WEB]
-    prof = lib.profile("production")
-    assert prof["stackfit_gunicorn_workers"] == "auto"
-    plan = lib.expected_plan(hosts[WEB], "production", {"production", "web"},
-                             {"cpus": cpus, "memory_bytes": memory})
-    budget = int(0.75 * memory)
+    plan = lib.host_plan(hosts[WEB])
+    assert "gunicorn_workers = %d: auto" % plan["gunicorn_workers"] in " ".join(plan["explain"])
+    budget = int(0.75 * memory)  # the production profile's 75 %
+    assert plan["budget_bytes"] == budget
     est = lib.stackfit_sizing.PRELOAD_ESTIMATES
     master, worker = (lib.stackfit_sizing.parse_size(est[k]) for k in ("gunicorn_master", "gunicorn_worker"))
     monitor = lib.stackfit_sizing.parse_size(lib.stackfit_sizing.DEFAULT_ESTIMATES["monitor"])
     cap = (budget - master - monitor) // worker
-    base = int(lib.workers_per_cpu("production") * cpus + 1)
+    base = int(plan["gunicorn_workers_per_cpu"] * cpus + 1)
     assert plan["gunicorn_workers"] == max(1, min(base, cap))
     assert apps[WEB]["gunicorn_workers"] == plan["gunicorn_workers"]
     master_pid = int(hosts[WEB].check_output("systemctl show -p MainPID --value stackfit-gunicorn"))

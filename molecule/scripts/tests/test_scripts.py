@@ -62,10 +62,11 @@ def test_no_systemd(host):
 
 
 def test_scripts_are_installed(host):
-    for name in ("start.sh", "start_production.sh", "start_celery.sh", "start_monitor.sh",
-                 "stop.sh", "stackfit-lib.sh"):
+    for name in ("start.sh", "start_celery.sh", "start_monitor.sh", "stop.sh", "stackfit-daemon"):
         f = host.file(f"{lib.BIN_DIR}/{name}")
         assert (f.user, f.group, f.mode) == ("root", "root", 0o755), name
+    # One Gunicorn start script behind the seed's two names.
+    assert host.file(f"{lib.BIN_DIR}/start_production.sh").linked_to == f"{lib.BIN_DIR}/start.sh"
 
 
 @pytest.mark.parametrize("service", list(PIDFILES))
@@ -77,10 +78,16 @@ def test_services_run_from_their_pidfiles(host, service):
 
 
 def test_the_plan_follows_the_container(host, app):
-    plan = lib.expected_plan(host, "development", lib.inventory_groups(host))
+    resources = lib.container_resources(host)
+    plan = lib.host_plan(host)
+    assert (plan["cpus"], plan["memory_bytes"]) == (resources["cpus"], resources["memory_bytes"])
+    assert plan["manager"] == "script"
     for key in ("gunicorn_workers", "celery_concurrency", "redis_maxmemory_bytes", "monitor_interval"):
         assert app[key] == plan[key], key
     assert app["gunicorn_workers"] == 3
+    # every service's pidfile is the one its description names
+    for name, (pidfile, _) in PIDFILES.items():
+        assert plan["units"][name]["pidfile"] == pidfile, name
 
 
 def test_gunicorn_runs_the_planned_workers(host, app):
