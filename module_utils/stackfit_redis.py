@@ -181,9 +181,10 @@ def _value_text(key, value):
 def check_maxmemory(requested, used_memory, current=0, force=False):
     """(error, warning) for setting maxmemory to ``requested``; each a message or None.
 
-    Below used_memory x USED_MEMORY_MARGIN (stackfit_common.min_maxmemory) is an error, a warning with ``force``. 0 is "no limit" and always
-    allowed. A request that raises the limit in force only warns even under the floor: it cannot
-    evict more than the current limit does, and refusing it would block relief under pressure.
+    Below used_memory x USED_MEMORY_MARGIN (stackfit_common.min_maxmemory) is an error, a warning
+    with ``force``. 0 is "no limit" and always allowed. A request that raises the limit in force
+    only warns even under the floor: it cannot evict more than the current limit does, and
+    refusing it would block relief under pressure.
     """
     floor = min_maxmemory(used_memory)
     if requested == 0 or requested >= floor:

@@ -294,7 +294,8 @@ def validate(params):
     except ValueError:
         _fail("monitor_interval", p["monitor_interval"], "is not a whole number of seconds")
     if interval < MONITOR_INTERVAL_MIN:
-        _fail("monitor_interval", p["monitor_interval"], "is under %d seconds" % MONITOR_INTERVAL_MIN)
+        _fail("monitor_interval", p["monitor_interval"],
+              "is under %d seconds" % MONITOR_INTERVAL_MIN)
     if interval > MONITOR_INTERVAL_MAX:
         _fail("monitor_interval", p["monitor_interval"],
               "is over %d seconds (a day): the leak watch and the adaptive policy would react days "

@@ -1,4 +1,4 @@
-"""python -m stackfit_monitor ... (the launcher /opt/stackfit/bin/stackfit-monitor does the same)."""
+"""`python -m stackfit_monitor ...`: what the launcher bin/stackfit-monitor runs."""
 import sys
 
 from .cli import main
