@@ -1,7 +1,8 @@
 """The monitor role's files as Ansible makes them, on the controller only (nothing is provisioned):
 the package copied by ansible.builtin.copy (its stackfit_common.py symlink becomes a real file),
-the launcher and monitor.json rendered by Ansible from a hypothetical production fleet's plans,
-then the rendered launcher run on the copied package: `check-config` accepts every host's config."""
+the role's variables checked against its argument_specs, the launcher and monitor.json rendered by
+Ansible from a hypothetical production fleet's plans, then the rendered launcher run on the copied
+package: `check-config` accepts every host's config."""
 from __future__ import annotations
 
 import json
@@ -39,6 +40,10 @@ PLAYBOOK = """
       ansible.builtin.include_vars:
         file: "{root}/roles/monitor/{{{{ item }}}}/main.yml"
       loop: [defaults, vars]
+    - name: Check them against the monitor role's argument_specs, as the role's start does
+      ansible.builtin.validate_argument_spec:
+        argument_spec: "{{{{ (lookup('ansible.builtin.file', '{root}/roles/monitor/meta/argument_specs.yml')
+                             | from_yaml).argument_specs.main.options }}}}"
     - name: Render them as the role does
       ansible.builtin.template:
         src: "{root}/roles/monitor/templates/{{{{ item }}}}.j2"

@@ -20,8 +20,9 @@ Exit codes: 0 report written (also when Redis is down: the report carries the er
 
 Modules: config (validation), resp (a minimal RESP2 client), measure (system memory, pidfiles,
 process trees, PSS), history (history file, leak watch), policy (adaptive bands and the recycle
-decision: pure), metrics (Prometheus textfile), files (atomic writes, state files), run (one run),
-cli (argparse), stackfit_common (shared with module_utils: a symlink in the repository).
+decision: pure), metrics (Prometheus textfile), files (atomic writes, state files), errors (exit
+codes, exceptions, log), run (one run), cli (argparse), stackfit_common (shared with module_utils:
+a symlink in the repository, a real file on a host).
 
 Cost: a run must stay cheap (target <= 150 ms CPU, <= 40 MiB peak RSS). Imports are lazy (each
 module imports psutil, socket, subprocess... where it needs them), and only the standard library
