@@ -192,7 +192,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.stackfit_redis import (
     DEFAULT_QUEUE_PATTERNS, KEYS_NAMED, POLICIES, REDIS_NAMES, RedisMemoryError, change_message,
     check_maxmemory, check_policy, compute_change, conf_drift, current_settings, desired_settings,
-    effective_conf, human_bytes, is_glob, needs_queue_scan, parse_conf_memory, redis_error_message)
+    effective_conf, is_glob, needs_queue_scan, parse_conf_memory, redis_error_message)
+from ansible.module_utils.stackfit_common import human
 
 REDIS_IMPORT_ERROR = None
 try:
@@ -346,7 +347,7 @@ def run(module, session, desired, conf):
     after, changes = compute_change(current, desired)
     # "after" stays the live values until something is set (a refusal leaves Redis as it was).
     result = dict(before=current, after=dict(current), used_memory=used,
-                  used_memory_human=human_bytes(used))
+                  used_memory_human=human(used))
     if conf is not None:
         result.update(conf_result(conf))
 

@@ -81,9 +81,17 @@ options:
     type: dict
     default: {}
   monitor_interval:
-    description: Seconds between memory monitor runs, at least 10.
+    description: Seconds between memory monitor runs, 10 to 86400 (a day).
     type: int
     default: 600
+  monitor_adaptive:
+    description:
+      - The memory monitor moves Redis maxmemory with memory pressure (floor, middle and ceiling
+        from redis_maxmemory). Only a host that runs Redis (service C(cache)) acts on it; other
+        hosts' monitors report their decisions and change nothing.
+      - The plan's C(monitor) section gives the policy's numbers, each with an explain line.
+    type: bool
+    default: false
   memory_budget:
     description: The share of O(memory_bytes) the whole stack may use (C(60%)), or a size.
     type: raw
@@ -169,10 +177,11 @@ ansible_facts:
   contains:
     stackfit_plan:
       description: gunicorn_workers, celery_concurrency, redis_maxmemory_bytes, redis_maxmemory,
-        image_cache_quota_bytes, monitor_interval, budget_bytes, planned_bytes, service_bytes,
-        unit_limits, nofile, fits and explain (one sentence per value and cap); environment,
-        manager (systemd or script), units (each service's description,
-        module_utils/stackfit_services.py), stop_order and gunicorn_port (for load balancers).
+        image_cache_quota_bytes, monitor_interval, monitor (the memory monitor numbers, adaptive,
+        celery_recycle, history), budget_bytes, planned_bytes, service_bytes, unit_limits, nofile,
+        fits and explain (one sentence per value and cap); environment, manager (systemd or
+        script), units (each service's description, module_utils/stackfit_services.py),
+        stop_order and gunicorn_port (for load balancers).
       type: dict
 """
 
@@ -205,6 +214,7 @@ ARGUMENT_SPEC = dict(
     redis_memory_limit=dict(type="raw", default="auto"),
     image_cache_quotas=dict(type="dict", default={}),
     monitor_interval=dict(type="int", default=600),
+    monitor_adaptive=dict(type="bool", default=False),
     memory_budget=dict(type="raw", default="50%"),
     estimates=dict(type="dict", default={}, options=ESTIMATE_OPTIONS),
     allow_overcommit=dict(type="bool", default=False),

@@ -7,13 +7,13 @@ RedisMemoryError naming the option and the value.
 """
 from __future__ import annotations
 
-import math
 import shlex
-from fractions import Fraction
 
 try:  # inside Ansible (AnsiballZ) and in tests through ansible.module_utils
+    from .stackfit_common import USED_MEMORY_MARGIN, human, min_maxmemory
     from .stackfit_sizing import SizingError, parse_size
 except ImportError:  # plain import with module_utils/ on sys.path
+    from stackfit_common import USED_MEMORY_MARGIN, human, min_maxmemory  # type: ignore[no-redef]
     from stackfit_sizing import SizingError, parse_size  # type: ignore[no-redef]
 
 POLICIES = (
@@ -24,8 +24,6 @@ POLICIES = (
 # The keys a Celery broker keeps in Redis: the default queue, the app's queues, kombu's bindings
 # and the unacked (visibility) structures. Evicting any of them loses tasks.
 DEFAULT_QUEUE_PATTERNS = ("celery", "updates", "ai_generation", "_kombu.binding.*", "unacked*")
-# maxmemory must leave this much room over what Redis already uses.
-USED_MEMORY_FACTOR = Fraction(11, 10)
 # Redis' own defaults, used when redis.conf has no line for a setting.
 REDIS_DEFAULTS = {"maxmemory": 0, "maxmemory_policy": "noeviction"}
 # Names as Redis spells them (CONFIG GET / SET, redis.conf).
@@ -39,18 +37,9 @@ class RedisMemoryError(ValueError):
     """Bad input or a bad redis.conf: the message names the option (or file) and the value."""
 
 
-def human_bytes(nbytes):
-    """A size for people: B, KiB, MiB or GiB with one decimal."""
-    nbytes = int(nbytes)
-    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
-        if abs(nbytes) >= size:
-            return "%.1f %s" % (nbytes / size, unit)
-    return "%d B" % nbytes
-
-
 def describe_bytes(nbytes):
     """``104857600 bytes (100.0 MiB)``; 0 is ``0 (no limit)`` for maxmemory."""
-    return "%d bytes (%s)" % (nbytes, human_bytes(nbytes))
+    return "%d bytes (%s)" % (nbytes, human(nbytes))
 
 
 def describe_maxmemory(nbytes):
@@ -189,23 +178,19 @@ def _value_text(key, value):
 
 # --- safety checks -------------------------------------------------------------------------------
 
-def memory_floor(used_memory):
-    """The smallest maxmemory allowed: used_memory x 1.1, rounded up to a byte."""
-    return int(math.ceil(Fraction(int(used_memory)) * USED_MEMORY_FACTOR))
-
-
 def check_maxmemory(requested, used_memory, current=0, force=False):
     """(error, warning) for setting maxmemory to ``requested``; each a message or None.
 
-    Below used_memory x 1.1 is an error, a warning with ``force``. 0 is "no limit" and always
-    allowed. A request that raises the limit in force only warns even under the floor: it cannot
-    evict more than the current limit does, and refusing it would block relief under pressure.
+    Below used_memory x USED_MEMORY_MARGIN (stackfit_common.min_maxmemory) is an error, a warning
+    with ``force``. 0 is "no limit" and always allowed. A request that raises the limit in force
+    only warns even under the floor: it cannot evict more than the current limit does, and
+    refusing it would block relief under pressure.
     """
-    floor = memory_floor(used_memory)
+    floor = min_maxmemory(used_memory)
     if requested == 0 or requested >= floor:
         return None, None
     problem = "maxmemory %s is below used_memory %s x %s = %s" % (
-        describe_bytes(requested), describe_bytes(used_memory), float(USED_MEMORY_FACTOR),
+        describe_bytes(requested), describe_bytes(used_memory), float(USED_MEMORY_MARGIN),
         describe_bytes(floor))
     if current and requested >= current:
         return None, "%s; allowed since it raises the limit in force, %s" % (

@@ -11,7 +11,17 @@ import math
 import re
 from fractions import Fraction
 
-MIB = 1024 * 1024
+try:  # inside Ansible (AnsiballZ) and in tests through ansible.module_utils
+    from .stackfit_common import (
+        ADAPTIVE_COOLDOWN_MAX, ADAPTIVE_HIGH_PERCENT, ADAPTIVE_HYSTERESIS_PERCENT,
+        ADAPTIVE_LOW_PERCENT, ADAPTIVE_WARN_PERCENT, HISTORY_MAX_BYTES, LEAK_MIN_GROWTH_BYTES,
+        LEAK_SAMPLES, MIB, MONITOR_INTERVAL_MAX, MONITOR_INTERVAL_MIN, USED_MEMORY_MARGIN, human)
+except ImportError:  # plain import with module_utils/ on sys.path
+    from stackfit_common import (  # type: ignore[no-redef]
+        ADAPTIVE_COOLDOWN_MAX, ADAPTIVE_HIGH_PERCENT, ADAPTIVE_HYSTERESIS_PERCENT,
+        ADAPTIVE_LOW_PERCENT, ADAPTIVE_WARN_PERCENT, HISTORY_MAX_BYTES, LEAK_MIN_GROWTH_BYTES,
+        LEAK_SAMPLES, MIB, MONITOR_INTERVAL_MAX, MONITOR_INTERVAL_MIN, USED_MEMORY_MARGIN, human)
+
 SERVICES = ("web", "worker", "cache", "monitor")
 
 # Sizes follow redis.conf: 1k = 1000, 1kb = 1024, 1m = 1000000, 1mb = 1024*1024 ...; the IEC
@@ -54,6 +64,7 @@ DEFAULTS = {
     "redis_memory_limit": "auto",
     "image_cache_quotas": {},
     "monitor_interval": 600,
+    "monitor_adaptive": False,
     "memory_budget": "50%",
     "estimates": {},
     "allow_overcommit": False,
@@ -72,6 +83,13 @@ REDIS_AUTO_SHARE_ALONE = Fraction(3, 4)    # of the budget, on a cache-only host
 CELERY_SHARE_WITH_WEB = Fraction(1, 10)    # of the elastic memory, for running tasks
 MEMORY_HIGH_FACTOR = 1.5
 MEMORY_MAX_FACTOR = 2.0
+
+# The monitor's adaptive Redis policy: maxmemory bands as shares of the plan's maxmemory (the
+# ceiling is all of it), and the cooldown between two changes in monitor runs (at most
+# ADAPTIVE_COOLDOWN_MAX seconds). The thresholds and the leak watch are in stackfit_common.
+ADAPTIVE_FLOOR_SHARE = Fraction(1, 2)
+ADAPTIVE_MIDDLE_SHARE = Fraction(3, 4)
+ADAPTIVE_COOLDOWN_RUNS = 3
 
 
 class SizingError(ValueError):
@@ -127,11 +145,15 @@ def format_size(nbytes):
     return str(nbytes)
 
 
-def human(nbytes):
-    """A size for people: MiB or GiB with one decimal."""
-    if abs(nbytes) >= 1024 ** 3:
-        return "%.1f GiB" % (nbytes / 1024 ** 3)
-    return "%.1f MiB" % (nbytes / MIB)
+def _bool(value, option):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", ""):
+        return False
+    _fail(option, value, "is not true or false")
 
 
 def _auto_or_positive_int(value, option):
@@ -271,9 +293,15 @@ def validate(params):
         interval = int(str(p["monitor_interval"]).strip())
     except ValueError:
         _fail("monitor_interval", p["monitor_interval"], "is not a whole number of seconds")
-    if interval < 10:
-        _fail("monitor_interval", p["monitor_interval"], "is under 10 seconds")
+    if interval < MONITOR_INTERVAL_MIN:
+        _fail("monitor_interval", p["monitor_interval"],
+              "is under %d seconds" % MONITOR_INTERVAL_MIN)
+    if interval > MONITOR_INTERVAL_MAX:
+        _fail("monitor_interval", p["monitor_interval"],
+              "is over %d seconds (a day): the leak watch and the adaptive policy would react days "
+              "late" % MONITOR_INTERVAL_MAX)
     out["monitor_interval"] = interval
+    out["monitor_adaptive"] = _bool(p["monitor_adaptive"], "monitor_adaptive")
 
     budget = p["memory_budget"]
     pct = parse_percent(budget, "memory_budget")
@@ -298,8 +326,85 @@ def _pct_text(fraction):
     return ("%d" % value) if value == int(value) else ("%.1f" % value)
 
 
-def _mib(nbytes):
-    return "%d MiB" % round(nbytes / MIB) if nbytes >= MIB else "%d KiB" % round(nbytes / 1024)
+def monitor_policy(maxmemory, budget, interval, adaptive, cache, worker_memory_high=None):
+    """The monitor's numbers for a host: (section, explain lines). Pure.
+
+    maxmemory: the plan's Redis maxmemory (bytes); budget: the plan's budget; interval: seconds
+    between monitor runs; adaptive: the monitor_adaptive option; cache: the host runs Redis;
+    worker_memory_high: the Celery worker unit's MemoryHigh (bytes), None without a worker.
+
+    The section has the shape of the monitor configuration's sections (adaptive, celery_recycle
+    without its command, history), so the role renders it as it is.
+    """
+    enabled = bool(adaptive and cache)
+    floor = max(1, int(maxmemory * ADAPTIVE_FLOOR_SHARE))
+    middle = max(floor, int(maxmemory * ADAPTIVE_MIDDLE_SHARE))
+    ceiling = max(middle, maxmemory)
+    cooldown = min(interval * ADAPTIVE_COOLDOWN_RUNS, ADAPTIVE_COOLDOWN_MAX)
+    section = {
+        "adaptive": {
+            "enabled": enabled,
+            "floor_bytes": floor,
+            "middle_bytes": middle,
+            "ceiling_bytes": ceiling,
+            "budget_bytes": budget,
+            "high_percent": ADAPTIVE_HIGH_PERCENT,
+            "warn_percent": ADAPTIVE_WARN_PERCENT,
+            "low_percent": ADAPTIVE_LOW_PERCENT,
+            "hysteresis_percent": ADAPTIVE_HYSTERESIS_PERCENT,
+            "cooldown_seconds": cooldown,
+        },
+        "celery_recycle": {"pss_limit_bytes": worker_memory_high, "cooldown_seconds": cooldown},
+        "history": {"max_bytes": HISTORY_MAX_BYTES, "leak_samples": LEAK_SAMPLES,
+                    "leak_min_growth_bytes": LEAK_MIN_GROWTH_BYTES},
+    }
+    if enabled:
+        why = ("monitor_adaptive is true and this host runs Redis (cache): the monitor moves "
+               "maxmemory with memory pressure")
+    elif not adaptive:
+        why = ("monitor_adaptive is false (the production profile sets it true): decisions are "
+               "reported, never applied")
+    else:
+        why = ("monitor_adaptive is true but this host does not run Redis (cache): only the cache "
+               "host's monitor changes maxmemory, so two hosts never act on one Redis; decisions "
+               "are reported, never applied")
+    lines = [
+        "monitor.adaptive.enabled = %s: %s." % (str(enabled).lower(), why),
+        "monitor.adaptive floor/middle/ceiling = %s / %s / %s: %s, %s and all of redis_maxmemory "
+        "%s; a change never goes below Redis used_memory x %s nor above the budget %s." % (
+            human(floor), human(middle), human(ceiling), _share_text(ADAPTIVE_FLOOR_SHARE),
+            _share_text(ADAPTIVE_MIDDLE_SHARE), format_size(maxmemory),
+            float(USED_MEMORY_MARGIN), human(budget)),
+        "monitor.adaptive high/warn/low = %d%% / %d%% / %d%%, hysteresis %d: system memory above "
+        "high takes maxmemory to the floor, above warn to the middle, below low back to the "
+        "ceiling, hold in between; a band is left only %g points past its boundary, so noise "
+        "at a boundary never flaps." % (
+            ADAPTIVE_HIGH_PERCENT, ADAPTIVE_WARN_PERCENT, ADAPTIVE_LOW_PERCENT,
+            ADAPTIVE_HYSTERESIS_PERCENT, ADAPTIVE_HYSTERESIS_PERCENT / 2.0),
+        "monitor.adaptive.cooldown_seconds = %d: min(%d x monitor_interval %ds, %ds): a change is "
+        "watched for %d runs before the next one, and never waits more than %d minutes." % (
+            cooldown, ADAPTIVE_COOLDOWN_RUNS, interval, ADAPTIVE_COOLDOWN_MAX,
+            ADAPTIVE_COOLDOWN_RUNS, ADAPTIVE_COOLDOWN_MAX // 60),
+    ]
+    if worker_memory_high is None:
+        lines.append("monitor.celery_recycle.pss_limit_bytes = none: this host runs no Celery "
+                     "worker.")
+    else:
+        lines.append("monitor.celery_recycle.pss_limit_bytes = %s: the worker unit's MemoryHigh "
+                     "(planned x %.1f): a warm restart before systemd throttles it; at most one "
+                     "every %ds (the adaptive cooldown)." % (
+                         human(worker_memory_high), MEMORY_HIGH_FACTOR, cooldown))
+    lines.append("monitor.history = %d samples, %s growth, %s: a service whose PSS grew at each "
+                 "of its last %d runs (leak_samples), by %s or more in all "
+                 "(leak_min_growth_bytes), is a leak suspect; history.jsonl is capped at %s "
+                 "(max_bytes)." % (
+                     LEAK_SAMPLES, human(LEAK_MIN_GROWTH_BYTES), human(HISTORY_MAX_BYTES),
+                     LEAK_SAMPLES, human(LEAK_MIN_GROWTH_BYTES), human(HISTORY_MAX_BYTES)))
+    return section, lines
+
+
+def _share_text(fraction):
+    return "%d/%d" % (fraction.numerator, fraction.denominator)
 
 
 def plan(params):
@@ -329,7 +434,7 @@ def plan(params):
         explain.append(
             "redis_maxmemory = %s: auto = (%s%% of the budget %s - Redis base %s) / overhead %.2f, "
             "rounded down to MiB%s." % (
-                format_size(maxmemory), _pct_text(share), human(budget), _mib(est["redis_base"]),
+                format_size(maxmemory), _pct_text(share), human(budget), human(est["redis_base"]),
                 est["redis_overhead"], " (shared host)" if (web or worker) else " (cache-only host)"))
 
     redis_planned = est["redis_base"] + int(maxmemory * est["redis_overhead"]) if cache else 0
@@ -359,7 +464,7 @@ def plan(params):
                 int(round(p["celery_concurrency_per_cpu"] * cpus)), p["celery_concurrency_max"]))
             if cap < base:
                 line += ", capped to %d by memory: %s for running tasks / %s per task" % (
-                    cap, human(celery_cap_bytes), _mib(est["celery_task"]))
+                    cap, human(celery_cap_bytes), human(est["celery_task"]))
             explain.append(line + ".")
         else:
             concurrency = p["celery_concurrency"]
@@ -378,7 +483,7 @@ def plan(params):
                 workers, p["gunicorn_workers_per_cpu"], p["gunicorn_workers_per_cpu_rule"], cpus, base)
             if cap < base:
                 line += ", capped to %d by memory: %s left / %s per worker" % (
-                    max(cap, 1), human(max(0, worker_room)), _mib(est["gunicorn_worker"]))
+                    max(cap, 1), human(max(0, worker_room)), human(est["gunicorn_worker"]))
             explain.append(line + ".")
         else:
             workers = p["gunicorn_workers"]
@@ -399,18 +504,18 @@ def plan(params):
             "(gunicorn %s, celery %s, redis %s, monitor %s); raise memory_budget, lower "
             "redis_memory_limit, or set allow_overcommit: true" % (
                 params.get("memory_budget", DEFAULTS["memory_budget"]), human(budget),
-                human(minimal), _mib(fixed["web"] + (est["gunicorn_worker"] if web else 0)),
-                _mib(service_bytes["worker"]), _mib(fixed["cache"]), _mib(fixed["monitor"])))
+                human(minimal), human(fixed["web"] + (est["gunicorn_worker"] if web else 0)),
+                human(service_bytes["worker"]), human(fixed["cache"]), human(fixed["monitor"])))
     fits = planned <= budget
 
     for name in SERVICES:
         if name in services:
-            explain.append("planned %s = %s (%s)." % (name, _mib(service_bytes[name]), {
-                "web": "master %s + %d workers x %s" % (_mib(est["gunicorn_master"]), workers,
-                                                       _mib(est["gunicorn_worker"])),
-                "worker": "base %s + %d tasks x %s" % (_mib(est["celery_base"]), concurrency,
-                                                      _mib(est["celery_task"])),
-                "cache": "base %s + maxmemory %s x %.2f" % (_mib(est["redis_base"]),
+            explain.append("planned %s = %s (%s)." % (name, human(service_bytes[name]), {
+                "web": "master %s + %d workers x %s" % (human(est["gunicorn_master"]), workers,
+                                                       human(est["gunicorn_worker"])),
+                "worker": "base %s + %d tasks x %s" % (human(est["celery_base"]), concurrency,
+                                                      human(est["celery_task"])),
+                "cache": "base %s + maxmemory %s x %.2f" % (human(est["redis_base"]),
                                                             format_size(maxmemory),
                                                             est["redis_overhead"]),
                 "monitor": "one run's peak",
@@ -431,7 +536,8 @@ def plan(params):
         explain.append("image_cache_quota_bytes: each quota x redis_maxmemory %s; the quotas sum to "
                        "%s%%, %s for image caches in all." % (
                            format_size(maxmemory), _pct_text(total), human(sum(quota_bytes.values()))))
-    explain.append("monitor_interval = %ds: given (at least 10 s)." % p["monitor_interval"])
+    explain.append("monitor_interval = %ds: given (%d s to %d s)." % (
+        p["monitor_interval"], MONITOR_INTERVAL_MIN, MONITOR_INTERVAL_MAX))
 
     limits = {}
     for name in services:
@@ -446,6 +552,10 @@ def plan(params):
         "web": max(1024, 2 * p["gunicorn_worker_connections"] + 256),
         "worker": max(1024, 2 * max(concurrency, 1) + 256),
     }
+    monitor_section, monitor_lines = monitor_policy(
+        maxmemory, budget, p["monitor_interval"], p["monitor_adaptive"], cache,
+        limits["worker"]["memory_high_bytes"] if worker else None)
+    explain.extend(monitor_lines)
     if web or worker:
         explain.append("LimitNOFILE: web %d = 2 x %d worker connections + 256 (a client socket and "
                        "a Redis socket each); worker %d = 2 x concurrency + 256; at least 1024." % (
@@ -466,6 +576,7 @@ def plan(params):
         "image_cache_quotas": {k: float(v) for k, v in p["image_cache_quotas"].items()},
         "image_cache_quota_bytes": quota_bytes,
         "monitor_interval": p["monitor_interval"],
+        "monitor": monitor_section,
         "budget_bytes": budget,
         "planned_bytes": planned,
         "service_bytes": {k: v for k, v in service_bytes.items() if k in services},

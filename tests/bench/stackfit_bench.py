@@ -59,8 +59,8 @@ PIDFILES = {
     "redis": "/run/redis/redis-server.pid",
 }
 STACK_VENV = "/opt/stackfit/venv"
-MONITOR_CMD = [STACK_VENV + "/bin/python", "/opt/stackfit/monitor/stackfit_monitor.py", "run",
-               "--config", "/etc/stackfit/monitor.json"]
+# The launcher (roles/monitor/templates/stackfit-monitor.j2): the venv's python, the package.
+MONITOR_CMD = ["/opt/stackfit/bin/stackfit-monitor", "run", "--config", "/etc/stackfit/monitor.json"]
 WRK = shutil.which("wrk") or ("/usr/bin/wrk" if os.path.exists("/usr/bin/wrk") else None)
 
 # The production profile's values (group_vars/production.yml) as extra vars on the dev inventory.
@@ -808,7 +808,7 @@ def report(out, results, files, opts):
         "",
         "## 5. The memory monitor",
         "",
-        "One `stackfit_monitor.py run` on the dev stack (as the stack's user, as its start script runs "
+        "One `stackfit-monitor run` on the dev stack (as the stack's user, as its start script runs "
         "it), median of %d: CPU %.2f s (user %.2f, sys %.2f), peak RSS %.1f MiB, wall %.2f s." % (
             len(mon["runs"]), mon["cpu"], mon["user"], mon["sys"], mon["maxrss"], mon["wall"]),
         "",

@@ -80,3 +80,25 @@ def test_hypothetical_host_needs_both_cpus_and_memory():
     out = playbook("playbooks/plan.yml", "-i", "inventories/production", "-e", "stackfit_assume_cpus=8")
     assert out.returncode != 0
     assert "stackfit_assume_cpus (8) and stackfit_assume_memory () go together" in out.stdout
+
+
+def test_plan_shows_the_monitor_section_adaptive_only_on_production_cache_hosts():
+    out = playbook("playbooks/plan.yml", "-i", "inventories/production",
+                   "-e", "stackfit_assume_cpus=8", "-e", "stackfit_assume_memory=16gb")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert value(out.stdout, "cache1.prod.example", "monitor.adaptive") == "on"
+    assert value(out.stdout, "web1.prod.example", "monitor.adaptive") == "off"
+    assert value(out.stdout, "worker1.prod.example", "monitor.celery_recycle") != "-"
+    assert value(out.stdout, "cache1.prod.example", "monitor.celery_recycle") == "-"
+    assert "monitor.adaptive.cooldown_seconds = 1800: min(3 x monitor_interval 600s" in out.stdout
+    dev = playbook("playbooks/plan.yml", "-i", "inventories/dev")
+    assert value(dev.stdout, "localhost", "monitor.adaptive") == "off"
+    assert "monitor.adaptive.enabled = false: monitor_adaptive is false" in dev.stdout
+
+
+def test_a_monitor_interval_over_a_day_is_refused_naming_it():
+    out = playbook("playbooks/plan.yml", "-i", "inventories/dev",
+                   env={"MEMORY_MONITOR_INTERVAL": "90000"})
+    assert out.returncode != 0
+    text = " ".join(out.stdout.split())
+    assert "monitor_interval: 90000 is over 86400 seconds (a day)" in text, out.stdout

@@ -1,36 +1,63 @@
 """Helpers and fixtures for the monitor tests (no conftest.py here: tests/unit does
 `from conftest import ROOT`, and a second conftest module would shadow that name).
 
-Load roles/monitor/files/stackfit_monitor.py by path as
-`stackfit_monitor`, stand-in service process trees, and running the monitor as a subprocess."""
+Importing this module puts roles/monitor/files on sys.path, so that tests import the monitor
+package as the host does (`from stackfit_monitor import policy`). It also renders the launcher
+(roles/monitor/templates/stackfit-monitor.j2) once, for running the monitor as a subprocess
+(MONITOR_CMD), next to stand-in service process trees."""
 from __future__ import annotations
 
-import importlib.util
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-MONITOR_PATH = Path(__file__).resolve().parents[2] / "roles" / "monitor" / "files" / \
-    "stackfit_monitor.py"
+ROOT = Path(__file__).resolve().parents[2]
+FILES_DIR = ROOT / "roles" / "monitor" / "files"
+PACKAGE_DIR = FILES_DIR / "stackfit_monitor"
+LAUNCHER_TEMPLATE = ROOT / "roles" / "monitor" / "templates" / "stackfit-monitor.j2"
+
+# No __pycache__ inside roles/monitor/files: the role copies that directory to the hosts.
+sys.dont_write_bytecode = True
+if str(FILES_DIR) not in sys.path:
+    sys.path.insert(0, str(FILES_DIR))
 
 
-def load_monitor():
-    """The monitor program as a module (registered as sys.modules["stackfit_monitor"])."""
-    if "stackfit_monitor" in sys.modules:
-        return sys.modules["stackfit_monitor"]
-    spec = importlib.util.spec_from_file_location("stackfit_monitor", MONITOR_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["stackfit_monitor"] = module
-    spec.loader.exec_module(module)
-    return module
+def _comment(text):
+    """Ansible's `comment` filter, plain style. (Importing ansible.plugins.filter here would load
+    Ansible's plugin machinery at collection time and change how the in-process module tests in
+    tests/unit see their warnings; tests/integration renders the templates with Ansible itself.)"""
+    return "#\n" + "\n".join("# " + line for line in text.splitlines()) + "\n#"
 
 
+def render_launcher(dest, venv, monitor_dir=FILES_DIR):
+    """Render the launcher template as the role does, executable."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(comment=_comment, to_json=json.dumps)
+    text = env.from_string(LAUNCHER_TEMPLATE.read_text()).render(
+        ansible_managed="Ansible managed", stackfit_venv=str(venv), monitor_dir=str(monitor_dir))
+    Path(dest).write_text(text)
+    os.chmod(dest, 0o755)
+    return Path(dest)
+
+
+_LAUNCHER_DIR = tempfile.mkdtemp(prefix="stackfit-monitor-launcher-")
+atexit.register(shutil.rmtree, _LAUNCHER_DIR, True)
+LAUNCHER = render_launcher(Path(_LAUNCHER_DIR) / "stackfit-monitor", sys.prefix)
+# Run by this interpreter (the shebang names <venv>/bin/python, which a test run may not have).
+MONITOR_CMD = [sys.executable, str(LAUNCHER)]
+# Subprocesses write no bytecode into the package either.
+MONITOR_ENV = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
 
 
 MiB = 1024 * 1024
@@ -85,7 +112,7 @@ class ServiceTree:
 
 def run_monitor(*args, check=None, timeout=60):
     """Run the monitor as a subprocess; returns CompletedProcess (text)."""
-    done = subprocess.run([sys.executable, str(MONITOR_PATH), *map(str, args)],
+    done = subprocess.run([*MONITOR_CMD, *map(str, args)], env=MONITOR_ENV,
                           capture_output=True, text=True, timeout=timeout)
     if check is not None:
         assert done.returncode == check, (done.returncode, done.stdout, done.stderr)

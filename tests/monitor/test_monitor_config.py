@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from monitor_testlib import load_monitor
-
-mon = load_monitor()
+import monitor_testlib  # noqa: F401  (puts the monitor package on sys.path)
+from stackfit_monitor import config as mon
 from monitor_testlib import run_monitor
 
 MiB = 1024 * 1024

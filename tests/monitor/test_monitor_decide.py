@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor_testlib import load_monitor
-
-mon = load_monitor()
+import monitor_testlib  # noqa: F401  (puts the monitor package on sys.path)
+from stackfit_monitor import policy as mon
 
 MiB = 1024 * 1024
 FLOOR, MIDDLE, CEILING, BUDGET = 100 * MiB, 200 * MiB, 400 * MiB, 500 * MiB

@@ -6,9 +6,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor_testlib import load_monitor
-
-mon = load_monitor()
+import monitor_testlib  # noqa: F401  (puts the monitor package on sys.path)
+from stackfit_monitor import history as mon
 
 MiB = 1024 * 1024
 

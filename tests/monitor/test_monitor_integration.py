@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor_testlib import MONITOR_PATH, MiB, run_monitor
+from monitor_testlib import MONITOR_CMD, MONITOR_ENV, MiB, run_monitor
 from monitor_testlib import monitor_env, service_tree  # noqa: F401  (fixtures)
 
 FAMILIES = {
@@ -404,7 +404,7 @@ def test_a_growing_service_is_suspected(redis_server, monitor_env, tmp_path):
 
 def test_loop_exits_cleanly_on_sigterm(redis_server, monitor_env):
     config, out = monitor_env(redis_server.port, interval=3600)
-    proc = subprocess.Popen([sys.executable, str(MONITOR_PATH), "loop", "--config", str(config)],
+    proc = subprocess.Popen([*MONITOR_CMD, "loop", "--config", str(config)], env=MONITOR_ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from ansible.module_utils.stackfit_redis import (
     DEFAULT_QUEUE_PATTERNS, POLICIES, RedisMemoryError, change_message, check_maxmemory,
     check_policy, compute_change, conf_drift, current_settings, desired_settings, effective_conf,
-    human_bytes, is_glob, memory_floor, needs_queue_scan, parse_conf_memory, redis_error_message)
+    is_glob, needs_queue_scan, parse_conf_memory, redis_error_message)
+from ansible.module_utils.stackfit_common import min_maxmemory
 from ansible.module_utils.stackfit_sizing import format_size
 
 MIB = 1024 * 1024
@@ -51,13 +52,6 @@ def test_current_settings_from_config_get_answers():
     assert current_settings(b"104857600", b"volatile-lru") == {
         "maxmemory": 104857600, "maxmemory_policy": "volatile-lru"}
     assert current_settings("0", "noeviction") == {"maxmemory": 0, "maxmemory_policy": "noeviction"}
-
-
-def test_human_bytes():
-    assert human_bytes(512) == "512 B"
-    assert human_bytes(1536) == "1.5 KiB"
-    assert human_bytes(100 * MIB) == "100.0 MiB"
-    assert human_bytes(3 * 1024 ** 3) == "3.0 GiB"
 
 
 # --- redis.conf ----------------------------------------------------------------------------------
@@ -140,17 +134,11 @@ def test_conf_drift_only_checks_requested_settings_and_uses_defaults():
 
 # --- the memory floor ----------------------------------------------------------------------------
 
-def test_memory_floor_is_used_times_1_1_rounded_up():
-    assert memory_floor(100) == 110
-    assert memory_floor(101) == 112     # 111.1 -> 112
-    assert memory_floor(0) == 0
-
-
 def test_check_maxmemory_refuses_below_floor_with_numbers():
     used = 25 * MIB
     error, warning = check_maxmemory(10 * MIB, used)
     assert warning is None
-    for number in (10 * MIB, used, memory_floor(used)):
+    for number in (10 * MIB, used, min_maxmemory(used)):
         assert str(number) in error
     assert "10.0 MiB" in error and "25.0 MiB" in error and "27.5 MiB" in error
     assert "force" in error

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible.module_utils.stackfit_redis import memory_floor
+from ansible.module_utils.stackfit_common import min_maxmemory
 from ansible.module_utils.testing import patch_module_args
 from conftest import ROOT, free_port
 
@@ -90,7 +90,7 @@ def test_maxmemory_below_used_is_refused_and_nothing_moves(redis_server, run):
     assert used > 20000 * 1024
     msg = result["msg"]
     assert "Redis at 127.0.0.1:%d" % redis_server.port in msg
-    for number in (10 * MIB, used, memory_floor(used)):
+    for number in (10 * MIB, used, min_maxmemory(used)):
         assert str(number) in msg, msg
     assert "10.0 MiB" in msg and "MiB" in msg.split("used_memory")[1] and "force" in msg
     assert client.dbsize() == keys

@@ -146,6 +146,8 @@ def test_format_size(nbytes, text):
     ({"memory_budget": "1tb"}, r"memory_budget: '1tb' is above the host's memory"),
     ({"services": ["web", "db"]}, r"services: 'db' is not a service"),
     ({"monitor_interval": 5}, r"monitor_interval: 5 is under 10 seconds"),
+    ({"monitor_interval": 86401}, r"monitor_interval: 86401 is over 86400 seconds \(a day\)"),
+    ({"monitor_adaptive": "maybe"}, r"monitor_adaptive: 'maybe' is not true or false"),
     ({"cpus": 0}, r"cpus: 0 must be above 0"),
     ({"estimates": {"gunicorn_worker": "big"}}, r"estimates.gunicorn_worker: 'big' is not a size"),
     ({"estimates": {"nginx": "10mb"}}, r"estimates: \['nginx'\] are unknown"),
@@ -205,3 +207,76 @@ def test_results_never_decrease_when_cpus_or_memory_grow(cpus, more_cpus, mem_mi
     for key in MONOTONE_KEYS:
         assert more_cpu[key] >= small[key], key
         assert more_mem[key] >= small[key], key
+
+
+# --- the monitor's numbers ----------------------------------------------------------------------
+
+def test_monitor_section_of_the_development_plan():
+    plan = sz.plan(dev())
+    mon = plan["monitor"]
+    assert mon["adaptive"] == {
+        "enabled": False, "floor_bytes": 50 * MIB, "middle_bytes": 75 * MIB,
+        "ceiling_bytes": 100 * MIB, "budget_bytes": plan["budget_bytes"], "high_percent": 90,
+        "warn_percent": 80, "low_percent": 50, "hysteresis_percent": 5, "cooldown_seconds": 1800}
+    assert mon["celery_recycle"] == {
+        "pss_limit_bytes": plan["unit_limits"]["worker"]["memory_high_bytes"],
+        "cooldown_seconds": 1800}
+    assert mon["history"] == {"max_bytes": MIB, "leak_samples": 6,
+                              "leak_min_growth_bytes": 8 * MIB}
+
+
+def test_monitor_policy_explains_every_value():
+    section, lines = sz.monitor_policy(100 * MIB, 6 * GIB, 600, True, True, 77 * MIB)
+    assert section["adaptive"]["enabled"] is True
+    assert section["adaptive"]["cooldown_seconds"] == 1800
+    text = "\n".join(lines)
+    for expected in (
+            "monitor.adaptive.enabled = true: monitor_adaptive is true and this host runs Redis",
+            "monitor.adaptive floor/middle/ceiling = 50.0 MiB / 75.0 MiB / 100.0 MiB: 1/2, 3/4 "
+            "and all of redis_maxmemory 100mb",
+            "below Redis used_memory x 1.1 nor above the budget 6.0 GiB",
+            "monitor.adaptive high/warn/low = 90% / 80% / 50%, hysteresis 5:",
+            "monitor.adaptive.cooldown_seconds = 1800: min(3 x monitor_interval 600s, 1800s)",
+            "monitor.celery_recycle.pss_limit_bytes = 77.0 MiB: the worker unit's MemoryHigh",
+            "monitor.history = 6 samples, 8.0 MiB growth, 1.0 MiB:"):
+        assert expected in text
+    assert all("\n" not in line and line.endswith(".") for line in lines)
+    plan = sz.plan(dev(monitor_adaptive=True))
+    assert [line for line in plan["explain"] if line.startswith("monitor.")] == \
+        sz.monitor_policy(plan["redis_maxmemory_bytes"], plan["budget_bytes"], 1800, True, True,
+                          plan["unit_limits"]["worker"]["memory_high_bytes"])[1]
+
+
+def test_adaptive_needs_the_option_and_a_cache_host():
+    assert sz.plan(dev(monitor_adaptive=True))["monitor"]["adaptive"]["enabled"] is True
+    assert sz.plan(dev(monitor_adaptive="true"))["monitor"]["adaptive"]["enabled"] is True
+    assert sz.plan(dev())["monitor"]["adaptive"]["enabled"] is False  # the option's default
+    web = sz.plan(dev(monitor_adaptive=True, services=["web", "monitor"]))
+    assert web["monitor"]["adaptive"]["enabled"] is False
+    assert any("does not run Redis (cache)" in line for line in web["explain"])
+    assert web["monitor"]["celery_recycle"]["pss_limit_bytes"] is None
+    assert "monitor.celery_recycle.pss_limit_bytes = none: this host runs no Celery worker." in \
+        web["explain"]
+
+
+def test_cooldown_follows_short_intervals():
+    assert sz.plan(dev(monitor_interval=10))["monitor"]["adaptive"]["cooldown_seconds"] == 30
+    assert sz.plan(dev(monitor_interval=599))["monitor"]["adaptive"]["cooldown_seconds"] == 1797
+    assert sz.plan(dev(monitor_interval=86400))["monitor"]["adaptive"]["cooldown_seconds"] == 1800
+
+
+@settings(max_examples=300, deadline=None)
+@given(maxmemory=st.integers(1, 1 << 42), budget=st.integers(1, 1 << 43),
+       interval=st.integers(10, 86400), adaptive=st.booleans(), cache=st.booleans(),
+       high=st.one_of(st.none(), st.integers(1, 1 << 40)))
+def test_monitor_policy_properties(maxmemory, budget, interval, adaptive, cache, high):
+    section, lines = sz.monitor_policy(maxmemory, budget, interval, adaptive, cache, high)
+    a = section["adaptive"]
+    assert 1 <= a["floor_bytes"] <= a["middle_bytes"] <= a["ceiling_bytes"] <= maxmemory
+    assert 0 < a["cooldown_seconds"] <= 1800
+    assert section["celery_recycle"]["cooldown_seconds"] == a["cooldown_seconds"]
+    assert a["enabled"] is (adaptive and cache)
+    assert a["low_percent"] < a["warn_percent"] < a["high_percent"] <= 100
+    assert a["hysteresis_percent"] < min(a["warn_percent"] - a["low_percent"],
+                                         a["high_percent"] - a["warn_percent"])
+    assert len(lines) == 6 and all(line.startswith("monitor.") for line in lines)

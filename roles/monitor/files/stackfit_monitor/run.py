@@ -1,0 +1,155 @@
+"""One run: collect, decide, act, write (the glue between the other modules)."""
+import os
+import time
+
+from .errors import RedisError, is_int as _is_int, log
+from .files import (ADAPTIVE_STATE_NAME, HISTORY_NAME, PROM_NAME, RECYCLE_STATE_NAME, REPORT_NAME,
+                    atomic_write, ensure_output_dir, read_state, write_json)
+from .history import append_history, detect_leaks, read_history_tail
+from .measure import collect_self, collect_services, self_usage, system_memory
+from .metrics import render_prom
+from .policy import decide, next_adaptive_state, should_recycle
+from .resp import redis_connect, redis_summary
+
+RECYCLE_TIMEOUT = 30
+
+
+def _adaptive_step(cfg, redis_info, memory_percent, conn, now, apply):
+    """Decide (and when enabled and apply, CONFIG SET). Returns the report's "adaptive" part."""
+    acfg = cfg["adaptive"]
+    if acfg is None:
+        return {"enabled": False, "decision": None, "applied": False,
+                "reason": "no adaptive section in the configuration"}
+    out = {"enabled": acfg["enabled"], "applied": False}
+    if conn is None or "error" in redis_info:
+        out["decision"] = {"action": "hold", "band": None, "target": None,
+                           "memory_percent": memory_percent,
+                           "reason": "redis unreachable: %s" % redis_info.get("error")}
+        log("adaptive: action=hold reason=%s" % out["decision"]["reason"])
+        return out
+    state_path = os.path.join(cfg["output_dir"], ADAPTIVE_STATE_NAME)
+    state = read_state(state_path)
+    decision = decide(memory_percent, redis_info["maxmemory"], redis_info["used_memory"],
+                      state, acfg, now)
+    out["decision"] = decision
+    if decision["action"] != "hold" and acfg["enabled"] and apply:
+        try:
+            conn.call("CONFIG", "SET", "maxmemory", str(decision["target"]))
+            out["applied"] = True
+            out["previous_maxmemory"] = decision["current"]
+            out["maxmemory"] = decision["target"]
+        except RedisError as exc:
+            out["error"] = "CONFIG SET maxmemory %d failed: %s" % (decision["target"], exc)
+            log("adaptive: %s" % out["error"])
+    elif decision["action"] != "hold" and not acfg["enabled"]:
+        out["note"] = "adaptive.enabled is false: decision reported, not applied"
+    log("adaptive: action=%s target=%s applied=%s reason=%s" % (
+        decision["action"], decision["target"], out["applied"], decision["reason"]))
+    if apply:
+        write_json(state_path, next_adaptive_state(state, decision, out["applied"], now))
+    return out
+
+
+def _recycle_step(cfg, processes, now):
+    rcfg = cfg["celery_recycle"]
+    state_path = os.path.join(cfg["output_dir"], RECYCLE_STATE_NAME)
+    state = read_state(state_path)
+    celery = processes.get("celery") or {}
+    out = {"pss_limit_bytes": rcfg["pss_limit_bytes"], "pss": celery.get("pss"),
+           "ran": False, "count": state.get("count", 0), "last_run": state.get("last_run")}
+    run, reason = should_recycle(celery.get("pss"), rcfg["pss_limit_bytes"], state,
+                                 rcfg["cooldown_seconds"], now)
+    out["reason"] = reason
+    if not run:
+        return out
+    import subprocess
+    pid = celery.get("main_pid")
+    argv = [part.replace("{pid}", str(pid)) for part in rcfg["command"]]
+    out["command"] = argv
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=RECYCLE_TIMEOUT, check=False)
+        out["returncode"] = done.returncode
+        output = (done.stderr or done.stdout or b"").decode("utf-8", "replace").strip()
+        if output:
+            out["output"] = output[-500:]
+    except subprocess.TimeoutExpired:
+        out["returncode"] = None
+        out["error"] = "timed out after %ds" % RECYCLE_TIMEOUT
+    except OSError as exc:
+        out["returncode"] = None
+        out["error"] = "cannot run %s: %s" % (argv[0], exc.strerror or exc)
+    out["ran"] = True
+    out["count"] = out["count"] + 1 if _is_int(out["count"]) else 1
+    out["last_run"] = now
+    # The attempt counts for the cooldown even when the command failed: no hammering.
+    write_json(state_path, {"last_run": now, "count": out["count"],
+                            "last_returncode": out.get("returncode")})
+    log("celery recycle: ran %s -> returncode %s (%s)" % (argv, out.get("returncode"), reason))
+    return out
+
+
+def run_once(cfg, memory_percent=None, now=None):
+    """Collect, decide, act, write. Returns the report. Raises OutputError."""
+    now = time.time() if now is None else now
+    output_dir = cfg["output_dir"]
+    ensure_output_dir(output_dir)
+
+    system = system_memory()
+    if memory_percent is not None:
+        system["percent_measured"] = system["percent"]
+        system["percent"] = memory_percent
+        system["percent_override"] = True
+    processes = collect_services(cfg["services"])
+    processes["monitor"] = collect_self()
+
+    conn = None
+    try:
+        conn = redis_connect(cfg["redis"])
+        redis_info = redis_summary(conn.info_memory())
+    except RedisError as exc:
+        redis_info = {"error": str(exc)}
+        log("redis: %s" % exc)
+        if conn is not None:
+            conn.close()
+            conn = None
+
+    try:
+        sample = {
+            "ts": round(now, 3),
+            "percent": system["percent"],
+            "pss": {name: processes[name]["pss"] for name in cfg["services"]},
+            "pid": {name: processes[name]["main_pid"] for name in cfg["services"]},
+            "redis_used": redis_info.get("used_memory"),
+            "redis_max": redis_info.get("maxmemory"),
+        }
+        history_path = os.path.join(output_dir, HISTORY_NAME)
+        append_history(history_path, sample, cfg["history"]["max_bytes"])
+        samples = read_history_tail(history_path, cfg["history"]["leak_samples"])
+        leaks = detect_leaks(samples, list(cfg["services"]), cfg["history"]["leak_samples"],
+                             cfg["history"]["leak_min_growth_bytes"])
+        for leak in leaks:
+            log("leak suspected: %s" % leak["reason"])
+
+        adaptive = _adaptive_step(cfg, redis_info, system["percent"], conn, now, apply=True)
+    finally:
+        if conn is not None:
+            conn.close()
+    recycle = _recycle_step(cfg, processes, now)
+
+    report = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "timestamp_seconds": round(now, 3),
+        "environment": cfg["environment"],
+        "system": system,
+        "redis": redis_info,
+        "processes": processes,
+        "services": sorted(cfg["services"]),
+        "leaks": leaks,
+        "adaptive": adaptive,
+        "recycle": recycle,
+        "monitor": self_usage(),
+    }
+    write_json(os.path.join(output_dir, REPORT_NAME), report)
+    atomic_write(os.path.join(output_dir, PROM_NAME), render_prom(report).encode("utf-8"))
+    return report
