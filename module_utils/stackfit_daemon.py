@@ -222,7 +222,6 @@ def launch(name, pidfile, log, argv, user=None, cwd=None, env=None, match=None,
         return pid, False
     remove_stale(pidfile, match)
     since = log_sizes([log])
-    preexec = None
     entry = None
     if user and os.geteuid() == 0:
         import pwd
@@ -232,9 +231,9 @@ def launch(name, pidfile, log, argv, user=None, cwd=None, env=None, match=None,
         os.makedirs(run_dir, 0o755)
         if entry:
             os.chown(run_dir, entry.pw_uid, entry.pw_gid)
-    if entry:
 
-        def preexec():
+    def preexec():
+        if entry:  # drop to the service's user in the child, before exec
             os.setgid(entry.pw_gid)
             os.initgroups(user, entry.pw_gid)
             os.setuid(entry.pw_uid)

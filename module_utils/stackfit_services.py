@@ -202,6 +202,6 @@ def describe(services, manager, layout=None, settings=None, environment="develop
         units[name]["manager"] = manager
     if "monitor" in units:
         # What the monitor measures: every other service of this host, found by its pidfile.
-        units["monitor"]["watch"] = {name: {"pidfile": unit["pidfile"]}
+        units["monitor"]["watch"] = {name: {"pidfile": unit["pidfile"], "match": unit["match"]}
                                      for name, unit in units.items() if name != "monitor"}
     return units

@@ -8,33 +8,24 @@ option and the value; nothing is computed then.
 from __future__ import annotations
 
 import math
-import re
 from fractions import Fraction
 
 try:  # inside Ansible (AnsiballZ) and in tests through ansible.module_utils
-    from .stackfit_common import (
-        ADAPTIVE_COOLDOWN_MAX, ADAPTIVE_HIGH_PERCENT, ADAPTIVE_HYSTERESIS_PERCENT,
-        ADAPTIVE_LOW_PERCENT, ADAPTIVE_WARN_PERCENT, HISTORY_MAX_BYTES, LEAK_MIN_GROWTH_BYTES,
-        LEAK_SAMPLES, MIB, MONITOR_INTERVAL_MAX, MONITOR_INTERVAL_MIN, USED_MEMORY_MARGIN, human)
+    from .stackfit_common import MIB, MONITOR_INTERVAL_MAX, MONITOR_INTERVAL_MIN, human
+    from .stackfit_monitor_plan import monitor_policy
+    from .stackfit_units import (
+        SizingError, _fail, _pct_text, format_size, parse_percent, parse_size)
 except ImportError:  # plain import with module_utils/ on sys.path
     from stackfit_common import (  # type: ignore[no-redef]
-        ADAPTIVE_COOLDOWN_MAX, ADAPTIVE_HIGH_PERCENT, ADAPTIVE_HYSTERESIS_PERCENT,
-        ADAPTIVE_LOW_PERCENT, ADAPTIVE_WARN_PERCENT, HISTORY_MAX_BYTES, LEAK_MIN_GROWTH_BYTES,
-        LEAK_SAMPLES, MIB, MONITOR_INTERVAL_MAX, MONITOR_INTERVAL_MIN, USED_MEMORY_MARGIN, human)
+        MIB, MONITOR_INTERVAL_MAX, MONITOR_INTERVAL_MIN, human)
+    from stackfit_monitor_plan import monitor_policy  # type: ignore[no-redef]
+    from stackfit_units import (  # type: ignore[no-redef]
+        SizingError, _fail, _pct_text, format_size, parse_percent, parse_size)
+
+# Re-exported: callers (the Redis module, tests) take them from here.
+__all__ = ["SizingError", "format_size", "parse_percent", "parse_size", "plan", "validate"]
 
 SERVICES = ("web", "worker", "cache", "monitor")
-
-# Sizes follow redis.conf: 1k = 1000, 1kb = 1024, 1m = 1000000, 1mb = 1024*1024 ...; the IEC
-# spellings (kib, mib, gib, tib) are binary too.
-_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1024, "kib": 1024,
-    "m": 1000 ** 2, "mb": 1024 ** 2, "mib": 1024 ** 2,
-    "g": 1000 ** 3, "gb": 1024 ** 3, "gib": 1024 ** 3,
-    "t": 1000 ** 4, "tb": 1024 ** 4, "tib": 1024 ** 4,
-}
-_SIZE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_PERCENT_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
 
 # Per-process estimates (PSS), measured on Debian 12 / 2 cores with a small Flask app (GUIDE.md 3).
 DEFAULT_ESTIMATES = {
@@ -83,67 +74,6 @@ REDIS_AUTO_SHARE_ALONE = Fraction(3, 4)    # of the budget, on a cache-only host
 CELERY_SHARE_WITH_WEB = Fraction(1, 10)    # of the elastic memory, for running tasks
 MEMORY_HIGH_FACTOR = 1.5
 MEMORY_MAX_FACTOR = 2.0
-
-# The monitor's adaptive Redis policy: maxmemory bands as shares of the plan's maxmemory (the
-# ceiling is all of it), and the cooldown between two changes in monitor runs (at most
-# ADAPTIVE_COOLDOWN_MAX seconds). The thresholds and the leak watch are in stackfit_common.
-ADAPTIVE_FLOOR_SHARE = Fraction(1, 2)
-ADAPTIVE_MIDDLE_SHARE = Fraction(3, 4)
-ADAPTIVE_COOLDOWN_RUNS = 3
-
-
-class SizingError(ValueError):
-    """Bad input: the message names the option and the value."""
-
-
-def _fail(option, value, why):
-    raise SizingError("%s: %r %s" % (option, value, why))
-
-
-def parse_size(value, option="size"):
-    """A size in bytes from an int or a redis.conf spelling ("100mb", "1gb", "512MiB", "4096")."""
-    if isinstance(value, bool):
-        _fail(option, value, "is not a size")
-    if isinstance(value, int):
-        if value < 0:
-            _fail(option, value, "is negative")
-        return value
-    if isinstance(value, float):
-        if value < 0 or not math.isfinite(value):
-            _fail(option, value, "is not a size")
-        return int(value)
-    match = _SIZE_RE.match(str(value))
-    if not match:
-        _fail(option, value, "is not a size (use bytes or a unit: 100mb, 1gb, 512MiB)")
-    number, unit = match.groups()
-    if unit.lower() not in _UNITS:
-        _fail(option, value, "has an unknown unit %r (known: %s)" % (
-            unit, ", ".join(u for u in _UNITS if u)))
-    if number.startswith("-"):
-        _fail(option, value, "is negative")
-    return int(Fraction(number) * _UNITS[unit.lower()])
-
-
-def parse_percent(value, option):
-    """Return a Fraction for "25%", or None when value is not a percentage."""
-    match = _PERCENT_RE.match(str(value))
-    if not match:
-        return None
-    pct = Fraction(match.group(1))
-    if pct < 0:
-        _fail(option, value, "is a percentage under 0")
-    if pct > 100:
-        _fail(option, value, "is a percentage over 100")
-    return pct / 100
-
-
-def format_size(nbytes):
-    """redis.conf spelling of a size: the largest binary unit that divides it ("100mb", "1gb")."""
-    for unit in ("gb", "mb", "kb"):
-        if nbytes and nbytes % _UNITS[unit] == 0:
-            return "%d%s" % (nbytes // _UNITS[unit], unit)
-    return str(nbytes)
-
 
 def _bool(value, option):
     if isinstance(value, bool):
@@ -321,92 +251,6 @@ def validate(params):
     return out
 
 
-def _pct_text(fraction):
-    value = float(fraction * 100)
-    return ("%d" % value) if value == int(value) else ("%.1f" % value)
-
-
-def monitor_policy(maxmemory, budget, interval, adaptive, cache, worker_memory_high=None):
-    """The monitor's numbers for a host: (section, explain lines). Pure.
-
-    maxmemory: the plan's Redis maxmemory (bytes); budget: the plan's budget; interval: seconds
-    between monitor runs; adaptive: the monitor_adaptive option; cache: the host runs Redis;
-    worker_memory_high: the Celery worker unit's MemoryHigh (bytes), None without a worker.
-
-    The section has the shape of the monitor configuration's sections (adaptive, celery_recycle
-    without its command, history), so the role renders it as it is.
-    """
-    enabled = bool(adaptive and cache)
-    floor = max(1, int(maxmemory * ADAPTIVE_FLOOR_SHARE))
-    middle = max(floor, int(maxmemory * ADAPTIVE_MIDDLE_SHARE))
-    ceiling = max(middle, maxmemory)
-    cooldown = min(interval * ADAPTIVE_COOLDOWN_RUNS, ADAPTIVE_COOLDOWN_MAX)
-    section = {
-        "adaptive": {
-            "enabled": enabled,
-            "floor_bytes": floor,
-            "middle_bytes": middle,
-            "ceiling_bytes": ceiling,
-            "budget_bytes": budget,
-            "high_percent": ADAPTIVE_HIGH_PERCENT,
-            "warn_percent": ADAPTIVE_WARN_PERCENT,
-            "low_percent": ADAPTIVE_LOW_PERCENT,
-            "hysteresis_percent": ADAPTIVE_HYSTERESIS_PERCENT,
-            "cooldown_seconds": cooldown,
-        },
-        "celery_recycle": {"pss_limit_bytes": worker_memory_high, "cooldown_seconds": cooldown},
-        "history": {"max_bytes": HISTORY_MAX_BYTES, "leak_samples": LEAK_SAMPLES,
-                    "leak_min_growth_bytes": LEAK_MIN_GROWTH_BYTES},
-    }
-    if enabled:
-        why = ("monitor_adaptive is true and this host runs Redis (cache): the monitor moves "
-               "maxmemory with memory pressure")
-    elif not adaptive:
-        why = ("monitor_adaptive is false (the production profile sets it true): decisions are "
-               "reported, never applied")
-    else:
-        why = ("monitor_adaptive is true but this host does not run Redis (cache): only the cache "
-               "host's monitor changes maxmemory, so two hosts never act on one Redis; decisions "
-               "are reported, never applied")
-    lines = [
-        "monitor.adaptive.enabled = %s: %s." % (str(enabled).lower(), why),
-        "monitor.adaptive floor/middle/ceiling = %s / %s / %s: %s, %s and all of redis_maxmemory "
-        "%s; a change never goes below Redis used_memory x %s nor above the budget %s." % (
-            human(floor), human(middle), human(ceiling), _share_text(ADAPTIVE_FLOOR_SHARE),
-            _share_text(ADAPTIVE_MIDDLE_SHARE), format_size(maxmemory),
-            float(USED_MEMORY_MARGIN), human(budget)),
-        "monitor.adaptive high/warn/low = %d%% / %d%% / %d%%, hysteresis %d: system memory above "
-        "high takes maxmemory to the floor, above warn to the middle, below low back to the "
-        "ceiling, hold in between; a band is left only %g points past its boundary, so noise "
-        "at a boundary never flaps." % (
-            ADAPTIVE_HIGH_PERCENT, ADAPTIVE_WARN_PERCENT, ADAPTIVE_LOW_PERCENT,
-            ADAPTIVE_HYSTERESIS_PERCENT, ADAPTIVE_HYSTERESIS_PERCENT / 2.0),
-        "monitor.adaptive.cooldown_seconds = %d: min(%d x monitor_interval %ds, %ds): a change is "
-        "watched for %d runs before the next one, and never waits more than %d minutes." % (
-            cooldown, ADAPTIVE_COOLDOWN_RUNS, interval, ADAPTIVE_COOLDOWN_MAX,
-            ADAPTIVE_COOLDOWN_RUNS, ADAPTIVE_COOLDOWN_MAX // 60),
-    ]
-    if worker_memory_high is None:
-        lines.append("monitor.celery_recycle.pss_limit_bytes = none: this host runs no Celery "
-                     "worker.")
-    else:
-        lines.append("monitor.celery_recycle.pss_limit_bytes = %s: the worker unit's MemoryHigh "
-                     "(planned x %.1f): a warm restart before systemd throttles it; at most one "
-                     "every %ds (the adaptive cooldown)." % (
-                         human(worker_memory_high), MEMORY_HIGH_FACTOR, cooldown))
-    lines.append("monitor.history = %d samples, %s growth, %s: a service whose PSS grew at each "
-                 "of its last %d runs (leak_samples), by %s or more in all "
-                 "(leak_min_growth_bytes), is a leak suspect; history.jsonl is capped at %s "
-                 "(max_bytes)." % (
-                     LEAK_SAMPLES, human(LEAK_MIN_GROWTH_BYTES), human(HISTORY_MAX_BYTES),
-                     LEAK_SAMPLES, human(LEAK_MIN_GROWTH_BYTES), human(HISTORY_MAX_BYTES)))
-    return section, lines
-
-
-def _share_text(fraction):
-    return "%d/%d" % (fraction.numerator, fraction.denominator)
-
-
 def plan(params):
     """Compute the plan. ``params`` are the module's options; see DEFAULTS for what may be left out."""
     p = validate(params)
@@ -554,7 +398,7 @@ def plan(params):
     }
     monitor_section, monitor_lines = monitor_policy(
         maxmemory, budget, p["monitor_interval"], p["monitor_adaptive"], cache,
-        limits["worker"]["memory_high_bytes"] if worker else None)
+        limits["worker"]["memory_high_bytes"] if worker else None, MEMORY_HIGH_FACTOR)
     explain.extend(monitor_lines)
     if web or worker:
         explain.append("LimitNOFILE: web %d = 2 x %d worker connections + 256 (a client socket and "

@@ -171,7 +171,8 @@ def test_memory_endpoint_needs_the_token_and_the_monitor_reports(stack):
 
 
 def test_rerun_and_check_mode_change_nothing(stack):
-    assert recap(playbook("site.yml"))["changed"] == 0
+    rerun = playbook("site.yml")
+    assert recap(rerun)["changed"] == 0, changed_tasks(rerun)
     check = playbook("site.yml", "--check", "--diff")
     assert recap(check)["changed"] == 0, changed_tasks(check)
 
@@ -194,6 +195,27 @@ def test_fewer_workers_reload_gunicorn_alone_without_a_failed_request(stack):
     assert pid("celery") == celery_before      # Celery untouched
     playbook("site.yml")
     assert wait_for(lambda: gunicorn_workers() == 3, 60)
+
+
+def test_rollout_on_a_host_that_runs_every_service_restarts_what_runs_the_release(stack, tmp_path):
+    """playbooks/rollout.yml on this machine, which is web, worker and cache at once: the new
+    release restarts Gunicorn (--preload: HUP would keep the old code) and Celery on it."""
+    import shutil
+    source = tmp_path / "app"
+    shutil.copytree(ROOT / "examples" / "synspirit", source)
+    (source / "RELEASE").write_text("a release made by the rollout test\n")
+    before = {name: pid(name) for name in ("gunicorn", "celery")}
+    out = playbook("playbooks/rollout.yml", "-e", "app_source=%s" % source)
+    assert recap(out)["failed"] == 0
+    release = os.path.realpath("/opt/stackfit/current")
+    assert os.path.exists(os.path.join(release, "RELEASE"))
+    for name in ("gunicorn", "celery"):
+        assert pid(name) != before[name], name
+        assert os.readlink("/proc/%d/cwd" % pid(name)) == release, name
+    assert wait_for(lambda: gunicorn_workers() == 3, 60)
+    assert get("/healthz")[0] == 200
+    playbook("site.yml")  # back to the sample app as it is
+    assert not os.path.exists(os.path.join(os.path.realpath("/opt/stackfit/current"), "RELEASE"))
 
 
 def test_stop_playbook_stops_every_service(stack):

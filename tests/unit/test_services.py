@@ -18,8 +18,9 @@ def test_every_service_in_stop_order_with_what_its_control_needs():
     assert units["gunicorn"]["port"] == 5001 and units["gunicorn"]["host"] == "127.0.0.1"
     assert units["gunicorn"]["stop_timeout"] == 35 and units["gunicorn"]["reload_signal"] == "HUP"
     assert units["celery"]["stop_timeout"] == 330 and units["celery"]["ready_log"]
-    assert units["monitor"]["watch"] == {n: {"pidfile": units[n]["pidfile"]}
+    assert units["monitor"]["watch"] == {n: {"pidfile": units[n]["pidfile"], "match": units[n]["match"]}
                                          for n in ("gunicorn", "celery", "redis")}
+    assert all(isinstance(unit["purge"], list) for unit in units.values())
 
 
 def test_systemd_services_keep_their_pidfiles_in_their_units_runtime_directory():
@@ -34,7 +35,8 @@ def test_only_the_hosts_services_and_the_profiles_start_script():
     units = ss.describe(["web", "monitor"], "script", environment="production")
     assert list(units) == ["monitor", "gunicorn"]
     assert units["gunicorn"]["start"] == ["/opt/stackfit/bin/start_production.sh"]
-    assert units["monitor"]["watch"] == {"gunicorn": {"pidfile": "/run/stackfit/gunicorn.pid"}}
+    assert units["monitor"]["watch"] == {"gunicorn": {"pidfile": "/run/stackfit/gunicorn.pid",
+                                                      "match": "gunicorn"}}
 
 
 def test_layout_and_settings_shape_the_description():

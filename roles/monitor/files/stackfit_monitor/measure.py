@@ -3,6 +3,7 @@ import os
 import time
 
 from . import STARTED as _STARTED
+from .stackfit_daemon import trusted_pid
 
 
 def system_memory():
@@ -16,18 +17,15 @@ def system_memory():
     }
 
 
-def read_pidfile(path):
-    """(pid, None) or (None, why-down)."""
+def read_pidfile(path, match=None):
+    """(pid, None) when the pidfile names its live service, else (None, why-down): the stack's one
+    pidfile implementation (module_utils/stackfit_daemon.py, a symlink here), which trusts a pid
+    only while it is still the service (alive, started before the pidfile was written, and its
+    command line holds ``match``)."""
     try:
-        with open(path, "rb") as handle:
-            text = handle.read(64).decode("ascii", "replace").strip()
-    except FileNotFoundError:
-        return None, "pidfile %s missing" % path
+        return trusted_pid(path, match)
     except OSError as exc:
         return None, "pidfile %s unreadable: %s" % (path, exc.strerror)
-    if not text.isdigit() or int(text) <= 0:
-        return None, "pidfile %s does not hold a PID" % path
-    return int(text), None
 
 
 def _process_tree(root, children_of):
@@ -87,22 +85,12 @@ def measure_tree(pids):
 
 
 def collect_services(services):
-    import psutil
     result = {}
     children = None
     for name, spec in services.items():
-        pid, why = read_pidfile(spec["pidfile"])
+        pid, why = read_pidfile(spec["pidfile"], spec.get("match"))
         entry = {"pidfile": spec["pidfile"], "main_pid": pid, "up": False, "pids": [],
                  "pss": None, "rss": None, "swap": None}
-        if pid is not None:
-            try:
-                proc = psutil.Process(pid)
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    why = "pidfile %s: PID %d is a zombie (stale pidfile)" % (spec["pidfile"], pid)
-            except psutil.NoSuchProcess:
-                why = "pidfile %s: PID %d is not running (stale pidfile)" % (spec["pidfile"], pid)
-            except psutil.AccessDenied:
-                pass
         if why:
             entry["reason"] = why
             result[name] = entry
