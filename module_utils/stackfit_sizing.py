@@ -27,19 +27,21 @@ __all__ = ["SizingError", "format_size", "parse_percent", "parse_size", "plan", 
 
 SERVICES = ("web", "worker", "cache", "monitor")
 
-# Per-process estimates (PSS), measured on Debian 12 / 2 cores with a small Flask app (GUIDE.md 3).
+# Per-process estimates (PSS) of the sample app (examples/synspirit) on Debian 12 / 2 cores; the
+# measured stacks are in docs/benchmarks.md (make bench). A real app's own figures replace them
+# through `estimates`.
 DEFAULT_ESTIMATES = {
-    # gunicorn gevent without --preload: 1/3/5/17 workers = 58/117/175/509 MiB -> ~29 + 29 per worker
+    # gunicorn gevent without --preload: (b)'s 3 workers measured 112.6 MiB idle: ~28 per process
     "gunicorn_master": "30mb",
     "gunicorn_worker": "30mb",
-    "celery_base": "50mb",         # celery --pool=gevent idle, any -c: ~49 MiB
-    "celery_task": "64kb",         # 1000 sleeping tasks added ~45 MiB: ~46 KiB per running greenlet
-    "redis_base": "12mb",          # redis-server idle: ~11 MiB
+    "celery_base": "50mb",         # celery --pool=gevent idle: 37.8-39.7 MiB in (a)-(d), warm ~46
+    "celery_task": "64kb",         # per running greenlet (1000 sleeping tasks added ~45 MiB)
+    "redis_base": "12mb",          # redis-server: 5.2-5.5 MiB idle in (a)-(d), more with clients
     "redis_overhead": 1.2,         # RSS over maxmemory: allocator fragmentation and buffers
-    "monitor": "30mb",             # one monitor run: python + psutil + redis-py, peak
+    "monitor": "30mb",             # one monitor run's peak RSS: 15-27 MiB measured (python + psutil)
 }
-# With --preload and gevent's monkey-patch in the master before fork: 3 workers 83 MiB,
-# 17 workers 251 MiB -> ~12 MiB per extra worker over a ~47 MiB master.
+# With --preload and gevent's monkey-patch in the master before fork: (c) and (d) measured
+# 62 MiB idle for 3 workers; the worker sweep adds ~5-6 MiB idle and ~13 MiB under load per worker.
 PRELOAD_ESTIMATES = {"gunicorn_master": "48mb", "gunicorn_worker": "12mb"}
 
 DEFAULTS = {
@@ -62,8 +64,9 @@ DEFAULTS = {
 }
 
 # Workers per CPU when gunicorn_workers_per_cpu is not given. Async workers (gevent & co.) each
-# serve many connections: measured on 2 cores, 3 gevent workers gave ~1870 req/s, 5 (the seed's
-# CPU x 2 + 1) ~1560 and 17 ~1550, for more memory. Sync workers keep the seed's factor 2.
+# serve many connections: in docs/benchmarks.md's worker sweep on 2 cores, 3 gevent workers (1 per
+# CPU + 1) served 97 % of the best req/s with the best req/s per 100 MiB, while 5 (the seed's
+# CPU x 2 + 1) added 25 MiB under load for 1 % more. Sync workers keep the seed's factor 2.
 ASYNC_WORKERS_PER_CPU = 1.0
 SYNC_WORKERS_PER_CPU = 2.0
 ASYNC_WORKER_CLASSES = ("gevent", "eventlet", "tornado", "uvicorn", "geventwebsocket")

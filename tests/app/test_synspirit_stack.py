@@ -67,7 +67,7 @@ REDIS_PASSWORD = "redis-pw-5d2e8b-never-printed"
 
 
 # The production profile's gunicorn: --preload, with gevent's monkey-patch at the top of the config
-# file so the master imports the app already patched (GUIDE: halves the preloaded stack's PSS).
+# file so the master imports the app already patched (docs/benchmarks.md: (b) 112.6 vs (c) 62.4 MiB).
 PRELOAD_CONF = "from gevent import monkey\nmonkey.patch_all()\npreload_app = True\n"
 
 
