@@ -209,6 +209,20 @@ def _write_pidfile(pidfile, pid):
     os.replace(tmp, pidfile)
 
 
+def as_user(user):
+    """A preexec function that drops to ``user`` in the child (None when not root or no user)."""
+    if not user or os.geteuid() != 0:
+        return None
+    import pwd
+    entry = pwd.getpwnam(user)
+
+    def preexec():
+        os.setgid(entry.pw_gid)
+        os.initgroups(user, entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    return preexec
+
+
 def launch(name, pidfile, log, argv, user=None, cwd=None, env=None, match=None,
            check_seconds=LAUNCH_CHECK_SECONDS):
     """Start ``argv`` detached (own session, stdin closed, output appended to ``log``), as
@@ -222,21 +236,14 @@ def launch(name, pidfile, log, argv, user=None, cwd=None, env=None, match=None,
         return pid, False
     remove_stale(pidfile, match)
     since = log_sizes([log])
-    entry = None
-    if user and os.geteuid() == 0:
-        import pwd
-        entry = pwd.getpwnam(user)
+    preexec = as_user(user)
     run_dir = os.path.dirname(pidfile)
     if not os.path.isdir(run_dir):  # /run is a tmpfs: gone after a reboot
         os.makedirs(run_dir, 0o755)
-        if entry:
+        if user and os.geteuid() == 0:
+            import pwd
+            entry = pwd.getpwnam(user)
             os.chown(run_dir, entry.pw_uid, entry.pw_gid)
-
-    def preexec():
-        if entry:  # drop to the service's user in the child, before exec
-            os.setgid(entry.pw_gid)
-            os.initgroups(user, entry.pw_gid)
-            os.setuid(entry.pw_uid)
     with open_log(log) as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec,
@@ -312,24 +319,24 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
     launch_p = sub.add_parser("launch", usage="stackfit-daemon launch NAME PIDFILE LOG [options] -- COMMAND...",
                               help="start COMMAND in the background unless it runs")
-    launch_p.add_argument("name")
-    launch_p.add_argument("pidfile")
-    launch_p.add_argument("log")
-    launch_p.add_argument("--user")
-    launch_p.add_argument("--cwd")
-    launch_p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    launch_p.add_argument("--env-file", help="NAME=VALUE lines (systemd EnvironmentFile syntax)")
-    launch_p.add_argument("--match", help="a string the service's command line contains")
+    run_p = sub.add_parser("run", usage="stackfit-daemon run NAME [options] -- COMMAND...",
+                           help="run COMMAND in the foreground as the service would (its user, "
+                           "directory and environment); exit with its status")
     stop_p = sub.add_parser("stop", help="stop the service: SIGNAL, then KILL after TIMEOUT s")
-    stop_p.add_argument("name")
-    stop_p.add_argument("pidfile")
+    status_p = sub.add_parser("status", help="exit 0 when the service runs")
+    for sub_p in (launch_p, run_p, stop_p, status_p):
+        sub_p.add_argument("name")
+    for sub_p in (launch_p, stop_p, status_p):
+        sub_p.add_argument("pidfile")
+        sub_p.add_argument("--match", help="a string the service's command line contains")
+    launch_p.add_argument("log")
+    for sub_p in (launch_p, run_p):
+        sub_p.add_argument("--user")
+        sub_p.add_argument("--cwd")
+        sub_p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+        sub_p.add_argument("--env-file", help="NAME=VALUE lines (systemd EnvironmentFile syntax)")
     stop_p.add_argument("--signal", default="TERM")
     stop_p.add_argument("--timeout", type=float, default=60)
-    stop_p.add_argument("--match")
-    status_p = sub.add_parser("status", help="exit 0 when the service runs")
-    status_p.add_argument("name")
-    status_p.add_argument("pidfile")
-    status_p.add_argument("--match")
     return parser
 
 
@@ -373,7 +380,7 @@ def main(argv=None):
         print("%s stopped (pid %d)" % (args.name, pid) if pid else "%s is not running" % args.name)
         return 0
     if not command:
-        print("stackfit-daemon launch: no command after --", file=sys.stderr)
+        print("stackfit-daemon %s: no command after --" % args.command, file=sys.stderr)
         return 2
     env = dict(os.environ)
     try:
@@ -385,6 +392,13 @@ def main(argv=None):
     for item in args.env:
         key, _, value = item.partition("=")
         env[key] = value
+    if args.command == "run":
+        try:
+            return subprocess.run(command, cwd=args.cwd, env=env, preexec_fn=as_user(args.user),
+                                  stdin=subprocess.DEVNULL, check=False).returncode
+        except (OSError, KeyError) as exc:
+            print("%s: %s" % (args.name, exc), file=sys.stderr)
+            return 127
     try:
         pid, started = launch(args.name, args.pidfile, args.log, command, user=args.user,
                               cwd=args.cwd, env=env, match=args.match)
