@@ -126,6 +126,11 @@ options:
     description: Plan even when the stack cannot fit the budget at one worker.
     type: bool
     default: false
+  services_left_out:
+    description: Services of the host's groups that are not planned, each with the reason (an
+      explain line says it), e.g. a worker when the app has no Celery app.
+    type: dict
+    default: {}
   service_manager:
     description:
       - The host's service manager, normally C(stackfit_host.service_manager). C(systemd) runs the
@@ -140,7 +145,7 @@ options:
     default: development
   layout:
     description: The stack's directories (C(prefix), C(bin_dir), C(config_dir), C(log_dir),
-      C(state_dir), C(run_dir)); unset keys take stackfit's defaults (/opt/stackfit, ...).
+      C(state_dir), C(run_dir), C(data_dir)); unset keys take stackfit's defaults (/opt/stackfit, ...).
     type: dict
     default: {}
   service_settings:
@@ -218,6 +223,7 @@ ARGUMENT_SPEC = dict(
     memory_budget=dict(type="raw", default="50%"),
     estimates=dict(type="dict", default={}, options=ESTIMATE_OPTIONS),
     allow_overcommit=dict(type="bool", default=False),
+    services_left_out=dict(type="dict", default={}),
     service_manager=dict(type="str", default="none"),
     environment=dict(type="str", choices=["development", "production"], default="development"),
     layout=dict(type="dict", default={}),

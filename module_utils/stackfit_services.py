@@ -25,6 +25,7 @@ DEFAULT_LAYOUT = {
     "log_dir": "/var/log/stackfit",
     "state_dir": "/var/lib/stackfit",
     "run_dir": "/run/stackfit",
+    "data_dir": "/var/lib/stackfit/data",
 }
 DEFAULT_SETTINGS = {
     "gunicorn_bind": "127.0.0.1:5001",
@@ -133,7 +134,7 @@ def describe(services, manager, layout=None, settings=None, environment="develop
                           bin_dir + "/start.sh", bin_dir + "/start_production.sh"]
                 + (["/etc/systemd/system/%s.service" % unit] if systemd else []),
                 "purge": ["/etc/systemd/system/%s.service" % unit],
-                "writable": [log_dir],
+                "writable": [log_dir, lay["data_dir"]],
             }
         elif name == "celery":
             limit = _positive_int(opts, "celery_task_time_limit")
@@ -154,7 +155,7 @@ def describe(services, manager, layout=None, settings=None, environment="develop
                           bin_dir + "/stackfit-celery"]
                 + (["/etc/systemd/system/%s.service" % unit] if systemd else []),
                 "purge": ["/etc/systemd/system/%s.service" % unit],
-                "writable": [log_dir],
+                "writable": [log_dir, lay["data_dir"]],
             }
         elif name == "redis":
             port = opts["redis_port"]

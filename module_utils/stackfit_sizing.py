@@ -61,6 +61,7 @@ DEFAULTS = {
     "memory_budget": "50%",
     "estimates": {},
     "allow_overcommit": False,
+    "services_left_out": {},
 }
 
 # Workers per CPU when gunicorn_workers_per_cpu is not given. Async workers (gevent & co.) each
@@ -251,6 +252,12 @@ def validate(params):
     out["budget_bytes"] = budget_bytes
     out["estimates"] = _estimates(p["estimates"], out["gunicorn_preload"])
     out["allow_overcommit"] = bool(p["allow_overcommit"])
+    left_out = p["services_left_out"] or {}
+    if not isinstance(left_out, dict) or any(s not in SERVICES or not isinstance(why, str)
+                                             for s, why in left_out.items()):
+        _fail("services_left_out", left_out, "must map a service (%s) to the reason it is not "
+              "planned" % ", ".join(SERVICES))
+    out["services_left_out"] = left_out
     return out
 
 
@@ -264,6 +271,8 @@ def plan(params):
     cpus = p["cpus"]
     explain = ["memory_budget = %s (%s) for services %s." % (
         human(budget), p["memory_budget_rule"], ", ".join(services) or "none")]
+    explain += ["%s: not planned: %s." % (service, why)
+                for service, why in sorted(p["services_left_out"].items())]
 
     # Redis maxmemory: depends on memory only (never on CPUs), so the other values can grow freely.
     kind, value = p["redis_memory_limit"]

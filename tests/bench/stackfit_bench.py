@@ -58,7 +58,7 @@ PIDFILES = {
     "celery": "/run/stackfit/celery.pid",
     "redis": "/run/redis/redis-server.pid",
 }
-STACK_VENV = "/opt/stackfit/venv"
+STACK_VENV = "/opt/stackfit/current/venv"
 # The launcher (roles/monitor/templates/stackfit-monitor.j2): the venv's python, the package.
 MONITOR_CMD = ["/opt/stackfit/bin/stackfit-monitor", "run", "--config", "/etc/stackfit/monitor.json"]
 WRK = shutil.which("wrk") or ("/usr/bin/wrk" if os.path.exists("/usr/bin/wrk") else None)

@@ -144,7 +144,7 @@ def test_stack_comes_up_as_planned(stack):
 def test_celery_task_runs_end_to_end_through_redis(stack):
     code = ("from app.tasks import add, generate\n"
             "print(add.delay(2, 3).get(timeout=30), generate.delay('hi').get(timeout=30))\n")
-    out = subprocess.run(["/opt/stackfit/venv/bin/python", "-c", code], cwd="/opt/stackfit/current",
+    out = subprocess.run(["/opt/stackfit/current/venv/bin/python", "-c", code], cwd="/opt/stackfit/current",
                          env={"STACKFIT_CONFIG": APP_JSON, "PATH": os.environ["PATH"]},
                          capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr

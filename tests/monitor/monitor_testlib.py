@@ -38,14 +38,14 @@ def _comment(text):
     return "#\n" + "\n".join("# " + line for line in text.splitlines()) + "\n#"
 
 
-def render_launcher(dest, venv, monitor_dir=FILES_DIR):
-    """Render the launcher template as the role does, executable."""
+def render_launcher(dest, python, monitor_dir=FILES_DIR):
+    """Render the launcher template as the role does (``python`` its interpreter), executable."""
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters.update(comment=_comment, to_json=json.dumps)
     text = env.from_string(LAUNCHER_TEMPLATE.read_text()).render(
-        ansible_managed="Ansible managed", stackfit_venv=str(venv), monitor_dir=str(monitor_dir))
+        ansible_managed="Ansible managed", monitor_python=str(python), monitor_dir=str(monitor_dir))
     Path(dest).write_text(text)
     os.chmod(dest, 0o755)
     return Path(dest)
@@ -53,7 +53,7 @@ def render_launcher(dest, venv, monitor_dir=FILES_DIR):
 
 _LAUNCHER_DIR = tempfile.mkdtemp(prefix="stackfit-monitor-launcher-")
 atexit.register(shutil.rmtree, _LAUNCHER_DIR, True)
-LAUNCHER = render_launcher(Path(_LAUNCHER_DIR) / "stackfit-monitor", sys.prefix)
+LAUNCHER = render_launcher(Path(_LAUNCHER_DIR) / "stackfit-monitor", sys.executable)
 # Run by this interpreter (the shebang names <venv>/bin/python, which a test run may not have).
 MONITOR_CMD = [sys.executable, str(LAUNCHER)]
 # Subprocesses write no bytecode into the package either.

@@ -1,8 +1,8 @@
 """The Celery app: `celery -A app.celery_utils.celery worker` from examples/synspirit.
 
-Broker and result backend are the one Redis of app.json's redis_url. Queue keys have no TTL, so
-under the stack's `maxmemory-policy volatile-lru` Redis never evicts them; task results expire
-(result_expires), so their keys carry a TTL and may be evicted.
+Broker and result backend are config's broker_url ($CELERY_BROKER_URL), else its redis_url.
+Queue keys have no TTL, so under the stack's `maxmemory-policy volatile-lru` Redis never evicts
+them; task results expire (result_expires), so their keys carry a TTL and may be evicted.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ TASK_ROUTES = {
 def celery_settings(config):
     """Celery's settings for a normalized configuration dict."""
     return {
-        "broker_url": config["redis_url"],
-        "result_backend": config["redis_url"],
+        "broker_url": config.get("broker_url") or config["redis_url"],
+        "result_backend": config.get("broker_url") or config["redis_url"],
         "task_default_queue": "celery",
         "task_routes": TASK_ROUTES,
         "task_serializer": "json",

@@ -1,8 +1,9 @@
 """The application's configuration: one JSON file rendered by the stackfit role.
 
 The path comes from $STACKFIT_CONFIG (default /etc/stackfit/app.json). A missing file falls back to
-development defaults (Redis on 127.0.0.1:6379/0) so the app also runs by hand. $REDIS_URL and
-$STACKFIT_ADMIN_TOKEN override the file when set.
+development defaults (Redis on 127.0.0.1:6379/0) so the app also runs by hand. $REDIS_URL (the
+image cache's Redis), $CELERY_BROKER_URL (Celery's broker and results, when apart from the cache's
+database) and $STACKFIT_ADMIN_TOKEN override the file when set.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ MIB = 1024 * 1024
 DEFAULTS = {
     "environment": "development",
     "redis_url": "redis://127.0.0.1:6379/0",
+    "broker_url": None,
     "redis_memory_limit": "100mb",
     "redis_maxmemory_bytes": 100 * MIB,
     "gunicorn_workers": 3,
@@ -73,6 +75,8 @@ def load_config(path=None, environ=None):
     raw = read_file(path) or {}
     if environ.get("REDIS_URL"):
         raw["redis_url"] = environ["REDIS_URL"]
+    if environ.get("CELERY_BROKER_URL"):
+        raw["broker_url"] = environ["CELERY_BROKER_URL"]
     if environ.get("STACKFIT_ADMIN_TOKEN"):
         raw["admin_token"] = environ["STACKFIT_ADMIN_TOKEN"]
     return normalize(raw)

@@ -24,7 +24,7 @@ import stackfit_sizing  # noqa: E402  (from the repository, after the path chang
 APP_JSON = "/etc/stackfit/app.json"
 PLAN_JSON = "/etc/stackfit/plan.json"
 APP_DIR = "/opt/stackfit/current"
-VENV_PYTHON = "/opt/stackfit/venv/bin/python"
+VENV_PYTHON = "/opt/stackfit/current/venv/bin/python"
 BIN_DIR = "/opt/stackfit/bin"
 MONITOR_REPORT = "/var/lib/stackfit/monitor/report.json"
 GUNICORN_PORT = 5001

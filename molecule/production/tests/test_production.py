@@ -165,7 +165,7 @@ def test_the_venv_came_from_the_controllers_wheelhouse(hosts, name):
         return re.sub(r"[-_.]+", "-", name).lower()
 
     have = {norm(w.split("-")[0]) for w in wheels}
-    frozen = host.check_output("/opt/stackfit/venv/bin/python -m pip list --format=freeze")
+    frozen = host.check_output("/opt/stackfit/current/venv/bin/python -m pip list --format=freeze")
     installed = {norm(line.split("==")[0]) for line in frozen.splitlines() if "==" in line}
     missing = installed - have - {"pip", "setuptools", "wheel"}
     assert not missing, f"installed without a wheel from the wheelhouse: {sorted(missing)}"
