@@ -74,7 +74,7 @@ test: lint pytest molecule-fresh
 # Benchmarks (docs/benchmarks.md): provisions this machine's dev stack once per configuration;
 # not part of `make test` (a smoke run of the harness is).
 bench: venv deps
-	$(BIN)/python tests/bench/stackfit_bench.py --out docs/ --json $(CURDIR)/build/bench.json
+	$(BIN)/python -m tools.bench --out docs/ --json $(CURDIR)/build/bench.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -13,6 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "module_utils"))
+# The checkout's tools (tools/bench, tested in tests/bench) import as the package `tools`.
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 
 # Let `from ansible.module_utils.stackfit_x import ...` (what library/ modules do) resolve in tests.
 import ansible.module_utils  # noqa: E402

@@ -1,14 +1,10 @@
-"""The harness's parsers, on real output: wrk's report and ansible-playbook's PLAY RECAP."""
+"""The harness's parsers (tools/bench/measure.py), on real output: wrk's report and
+ansible-playbook's PLAY RECAP."""
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("stackfit_bench", Path(__file__).with_name("stackfit_bench.py"))
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+from tools.bench import measure as bench
 
 RECAP = """
 PLAY RECAP *********************************************************************

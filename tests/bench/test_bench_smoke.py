@@ -1,4 +1,4 @@
-"""The benchmark harness end to end with tiny durations (--smoke), so that it cannot rot.
+"""The benchmark harness (tools/bench) end to end with tiny durations (--smoke), so that it cannot rot.
 
 It provisions this machine's dev stack like tests/e2e (root, no systemd as PID 1) and restores it
 (site.yml without extra vars) at the end; it checks that the report and the charts come out with
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-HARNESS = Path(__file__).with_name("stackfit_bench.py")
+ROOT = Path(__file__).resolve().parents[2]  # where `python -m tools.bench` finds the harness
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
 
@@ -23,8 +23,8 @@ def test_smoke_run_writes_the_report_and_the_charts(tmp_path):
     raw = tmp_path / "results.json"
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_MEMORY_LIMIT", "GUNICORN_WORKERS", "CELERY_CONCURRENCY", "MEMORY_MONITOR_INTERVAL")}
-    out = subprocess.run([sys.executable, str(HARNESS), "--smoke", "--out", str(tmp_path), "--json", str(raw)],
-                         capture_output=True, text=True, timeout=900, env=env)
+    cmd = [sys.executable, "-m", "tools.bench", "--smoke", "--out", str(tmp_path), "--json", str(raw)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
 
     report = (tmp_path / "benchmarks.md").read_text()
