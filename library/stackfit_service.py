@@ -13,8 +13,8 @@ description:
     through its unit under systemd, elsewhere through its start script and pidfile, the way
     M(ansible.builtin.service) hands off to the host's service manager.
   - C(started) and C(restarted) return only once the service is ready (it accepts connections on
-    its port, or its log says it is ready) and fail as soon as it dies, with the last lines of its
-    own output (the unit's journal, its log files). A pid is trusted only while it is still the
+    its port, its C(workers) child processes stay up, or its log says it is ready) and fail as
+    soon as it dies, with the last lines of its own output (the unit's journal, its log files). A pid is trusted only while it is still the
     service (alive, started before its pidfile was written).
   - C(started) and C(stopped) change nothing when the service already is so. Check mode reports
     what would change and does nothing.
@@ -27,7 +27,8 @@ options:
     description:
       - The service's description, normally C(stackfit_plan.units.NAME) (module_utils/stackfit_services.py).
       - Keys used here are C(unit), C(pidfile), C(start), C(stop_signal), C(stop_timeout),
-        C(reload_signal), C(host), C(port), C(logs), C(ready_log) and C(match); others are ignored.
+        C(reload_signal), C(host), C(port), C(workers), C(logs), C(ready_log) and C(match); others
+        are ignored.
     type: dict
     required: true
   state:
@@ -95,7 +96,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stackfit_daemon import (
-    log_sizes, output_of, running_pid, signal_number, stop, wait_ready)
+    children_ready, log_sizes, output_of, running_pid, signal_number, stop, wait_ready)
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
@@ -177,7 +178,8 @@ class Systemd:
         while True:
             props = self.show()
             state = props.get("ActiveState")
-            if state == "active" and self._accepts(props) and self._log_ready(since, log_offsets):
+            if (state == "active" and self._accepts(props) and self._log_ready(since, log_offsets)
+                    and children_ready(int(props.get("MainPID") or 0), int(self.spec.get("workers") or 0))):
                 return props
             if state in ("failed", "inactive", "deactivating"):
                 self.fail("%s is %s (%s) after its start\n%s" % (
@@ -273,7 +275,7 @@ class Script:
                                                  output_of(_logs(self.spec), offsets)))
         try:
             pid = wait_ready(self.pidfile, timeout, self.spec.get("host"), self.spec.get("port"),
-                             self.match, _logs(self.spec), offsets)
+                             self.match, _logs(self.spec), offsets, int(self.spec.get("workers") or 0))
             marker = self.spec.get("ready_log")
             if marker:
                 logs = _logs(self.spec)

@@ -240,8 +240,9 @@ def main():
     manager = "systemd" if control["service_manager"] == "systemd" else "script"
     try:
         result = plan(params)
-        units = describe(result["services"], manager, control["layout"],
-                         control["service_settings"], control["environment"])
+        settings = dict(control["service_settings"] or {}, gunicorn_workers=result["gunicorn_workers"])
+        units = describe(result["services"], manager, control["layout"], settings,
+                         control["environment"])
         result.update(environment=control["environment"], manager=manager, units=units,
                       stop_order=list(units),
                       gunicorn_port=parse_bind((control["service_settings"] or {}).get(

@@ -30,6 +30,8 @@ import time
 START_SLACK_SECONDS = 2.0
 # A launched service must stay up this long to count as started (then readiness checks follow).
 LAUNCH_CHECK_SECONDS = 1.0
+# A worker process counts as booted once it has lived this long (see children_ready).
+CHILD_SETTLE_SECONDS = 1.0
 TAIL_LINES = 30
 
 
@@ -155,18 +157,31 @@ def port_open(host, port):
         return False
 
 
-def tail(path, lines=TAIL_LINES, since=0):
-    """The last ``lines`` lines of ``path`` (from byte offset ``since``), '' when unreadable."""
+def _log_lines(path, since=0):
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            start = max(since, size - 64 * 1024)
-            handle.seek(start)
-            data = handle.read()
+            handle.seek(max(since, size - 64 * 1024))
+            return handle.read().decode("utf-8", "replace").splitlines()
     except OSError:
-        return ""
-    text = data.decode("utf-8", "replace").splitlines()
-    return "\n".join(text[-lines:])
+        return []
+
+
+def tail(path, lines=TAIL_LINES, since=0):
+    """The last ``lines`` lines of ``path`` (from byte offset ``since``), '' when unreadable."""
+    return "\n".join(_log_lines(path, since)[-lines:])
+
+
+def first_error(lines):
+    """The first traceback in ``lines`` up to its exception line (the cause, when a service's last
+    lines only say that it gave up: Gunicorn's "Worker failed to boot")."""
+    for start, line in enumerate(lines):
+        if "Traceback (most recent call last)" in line:
+            for end in range(start + 1, len(lines)):
+                if lines[end] and not lines[end][0].isspace() and "Traceback" not in lines[end]:
+                    return lines[start:end + 1]
+            return lines[start:]
+    return []
 
 
 def log_sizes(paths):
@@ -183,9 +198,13 @@ def output_of(paths, since=None, lines=TAIL_LINES):
     """The last lines of each log that has any (since the offsets ``since``), labelled."""
     parts = []
     for path in paths:
-        text = tail(path, lines, (since or {}).get(path, 0))
-        if text.strip():
-            parts.append("--- last lines of %s:\n%s" % (path, text))
+        text = _log_lines(path, (since or {}).get(path, 0))
+        last = text[-lines:]
+        cause = first_error(text)
+        if cause and cause[-1] not in last:
+            parts.append("--- first error in %s:\n%s" % (path, "\n".join(cause[-lines:])))
+        if "".join(last).strip():
+            parts.append("--- last lines of %s:\n%s" % (path, "\n".join(last)))
     return "\n".join(parts)
 
 
@@ -285,8 +304,35 @@ def stop(pidfile, sig=signal.SIGTERM, timeout=60, match=None):
     return pid
 
 
-def wait_ready(pidfile, timeout, host=None, port=None, match=None, logs=(), since=None):
-    """Wait until the service accepts connections on ``port`` (or only lives, without a port).
+def children(pid):
+    """The pids whose parent is ``pid`` (live ones: zombies are not counted)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = _stat_fields(int(name))
+            except (OSError, IndexError):
+                continue
+            if fields[1] == str(pid) and fields[0] not in ("Z", "X"):
+                found.append(int(name))
+    return found
+
+
+def children_ready(pid, count, settle=CHILD_SETTLE_SECONDS):
+    """True once ``pid`` has ``count`` children that all lived ``settle`` seconds (Gunicorn's
+    workers: a worker whose app fails to import exits at once, and the master with it)."""
+    if not count:
+        return True
+    kids = children(pid)
+    if len(kids) < count:
+        return False
+    now = time.time()
+    return all((start_time(kid) or now) <= now - settle for kid in kids)
+
+
+def wait_ready(pidfile, timeout, host=None, port=None, match=None, logs=(), since=None, workers=0):
+    """Wait until the service accepts connections on ``port`` (or only lives, without a port) and
+    has ``workers`` child processes that stay up.
 
     Raises RuntimeError once the service is gone (a daemon gets 5 s to write its pidfile, no
     waiting out the timeout), or at the timeout, with the last lines of its logs; a dead
@@ -302,11 +348,13 @@ def wait_ready(pidfile, timeout, host=None, port=None, match=None, logs=(), sinc
         if pid is None:
             remove_stale(pidfile, match)
             raise RuntimeError("it is not running: %s\n%s" % (why, output_of(logs, since)))
-        if port is None or port_open(host or "127.0.0.1", port):
+        if (port is None or port_open(host or "127.0.0.1", port)) and children_ready(pid, workers):
             return pid
         if time.monotonic() >= deadline:
-            raise RuntimeError("pid %d runs, but %s:%s does not accept connections after %ss\n%s" % (
-                pid, host or "127.0.0.1", port, timeout, output_of(logs, since)))
+            raise RuntimeError("pid %d runs, but %s:%s does not accept connections or its %d workers "
+                               "did not boot after %ss\n%s" % (
+                                   pid, host or "127.0.0.1", port, workers, timeout,
+                                   output_of(logs, since)))
         time.sleep(0.1)
 
 

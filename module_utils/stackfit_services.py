@@ -30,6 +30,7 @@ DEFAULT_LAYOUT = {
 DEFAULT_SETTINGS = {
     "gunicorn_bind": "127.0.0.1:5001",
     "gunicorn_graceful_timeout": 30,
+    "gunicorn_workers": 0,
     "celery_task_time_limit": 300,
     "redis_port": 6379,
 }
@@ -127,6 +128,8 @@ def describe(services, manager, layout=None, settings=None, environment="develop
                 "bind": "%s:%d" % (host, port) if ":" not in host else "[%s]:%d" % (host, port),
                 "host": _connect_host(host),
                 "port": port,
+                # Ready: the port accepts and this many workers booted (they stay up).
+                "workers": int(opts["gunicorn_workers"] or 0),
                 "config": config_dir + "/gunicorn.conf.py",
                 "logs": {"out": log_dir + "/gunicorn.out", "error": log_dir + "/gunicorn-error.log",
                          "access": log_dir + "/gunicorn-access.log"},

@@ -97,3 +97,23 @@ def redis_factory(tmp_path):
     yield make
     for server in servers:
         server.stop()
+
+
+def load_library(name):
+    """A module of library/ loaded by path (its main() runs in-process)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("library_" + name, ROOT / "library" / (name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(name, args, capsys):
+    """Run library/<name>.py's main() with these module arguments: (exit code, result dict)."""
+    import json
+    from ansible.module_utils.testing import patch_module_args
+    module = load_library(name)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exc:
+            module.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)

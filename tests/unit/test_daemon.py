@@ -13,7 +13,7 @@ import pytest
 
 import stackfit_daemon as sd
 from conftest import ROOT
-from test_modules import run_main
+from conftest import run_main
 
 DAEMON = [sys.executable, str(ROOT / "module_utils" / "stackfit_daemon.py")]
 

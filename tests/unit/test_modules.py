@@ -12,16 +12,9 @@ import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
-from conftest import ROOT
+from conftest import ROOT, load_library as load, run_main  # noqa: F401 (run_main: used below)
 
 MODULES = sorted(p.stem for p in (ROOT / "library").glob("stackfit_*.py"))
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location("library_" + name, ROOT / "library" / (name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def normalise(options, nested, documented):
@@ -61,14 +54,6 @@ def test_ansible_doc_renders(name):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "MODULE" in out.stdout and name in out.stdout and "OPTIONS" in out.stdout
-
-
-def run_main(name, args, capsys):
-    module = load(name)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            module.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
 
 
 def test_host_facts_main_on_a_fake_tree(tmp_path, capsys):
