@@ -30,6 +30,13 @@ options:
     type: list
     elements: str
     default: []
+  state_files:
+    description:
+      - JSON files of stackfit's own state to read in the same round trip, name to path (the plan
+        the host runs, its measurements store); C(state) returns each parsed, or null when it is
+        missing or unreadable.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -58,7 +65,7 @@ ansible_facts:
     stackfit_host:
       description: cpus, cpu_count, memory_bytes, memory_total_bytes, memory_available_bytes,
         swap_total_bytes, cgroup_version, cpu_quota, memory_limit_bytes, service_manager,
-        packages_missing.
+        packages_missing, state (the O(state_files), parsed).
       type: dict
       sample:
         cpus: 1.5
@@ -73,6 +80,8 @@ ansible_facts:
         service_manager: systemd
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stackfit_hostinfo import host_facts, missing_packages
 
@@ -81,7 +90,17 @@ ARGUMENT_SPEC = dict(
     proc_root=dict(type="path", default="/proc"),
     cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
     packages=dict(type="list", elements="str", default=[]),
+    state_files=dict(type="dict", default={}),
 )
+
+
+def read_json(path):
+    """A JSON file's content, or None when missing, unreadable or not JSON."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def main():
@@ -91,6 +110,7 @@ def main():
     except (OSError, ValueError) as exc:
         module.fail_json(msg="stackfit_host_facts: %s" % exc)
     facts["packages_missing"] = missing_packages(module.params["packages"])
+    facts["state"] = {name: read_json(path) for name, path in module.params["state_files"].items()}
     module.exit_json(changed=False, ansible_facts={"stackfit_host": facts})
 
 

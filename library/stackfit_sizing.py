@@ -126,6 +126,19 @@ options:
     description: Plan even when the stack cannot fit the budget at one worker.
     type: bool
     default: false
+  measurements:
+    description:
+      - The host's measurements store (/var/lib/stackfit/monitor/measurements.json, parsed), PSS
+        samples per process kind from playbooks/measure.yml and the monitor. Each kind with
+        samples is planned from its recommendation (stackfit_recommend, p90 + 15 % with decaying
+        weights), the others from O(estimates); the explain lines say which.
+    type: dict
+    default: {}
+  previous:
+    description: The running plan's C(estimates_used) (its plan.json): a measured value is kept
+      while it lies within the new bounds, so plans do not flap.
+    type: dict
+    default: {}
   services_left_out:
     description: Services of the host's groups that are not planned, each with the reason (an
       explain line says it), e.g. a worker when the app has no Celery app.
@@ -190,9 +203,13 @@ ansible_facts:
       type: dict
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stackfit_services import DEFAULT_SETTINGS, ServiceError, describe, parse_bind
-from ansible.module_utils.stackfit_sizing import SERVICES, SizingError, plan
+from ansible.module_utils.stackfit_measurements import SERVICE_OF, events, normalise, series
+from ansible.module_utils.stackfit_recommend import recommend
+from ansible.module_utils.stackfit_sizing import MEASURED_KINDS, SERVICES, SizingError, plan
 
 ESTIMATE_OPTIONS = dict(
     gunicorn_master=dict(type="raw"),
@@ -223,6 +240,8 @@ ARGUMENT_SPEC = dict(
     memory_budget=dict(type="raw", default="50%"),
     estimates=dict(type="dict", default={}, options=ESTIMATE_OPTIONS),
     allow_overcommit=dict(type="bool", default=False),
+    measurements=dict(type="dict", default={}),
+    previous=dict(type="dict", default={}),
     services_left_out=dict(type="dict", default={}),
     service_manager=dict(type="str", default="none"),
     environment=dict(type="str", choices=["development", "production"], default="development"),
@@ -230,7 +249,8 @@ ARGUMENT_SPEC = dict(
     service_settings=dict(type="dict", default={}),
 )
 # Options about how the services run, not about their sizes: describe() takes them.
-CONTROL_OPTIONS = ("service_manager", "environment", "layout", "service_settings")
+CONTROL_OPTIONS = ("service_manager", "environment", "layout", "service_settings",
+                   "measurements", "previous")
 
 
 def main():
@@ -238,11 +258,24 @@ def main():
     params = dict(module.params)
     control = {key: params.pop(key) for key in CONTROL_OPTIONS}
     manager = "systemd" if control["service_manager"] == "systemd" else "script"
+    store, _ = normalise(control["measurements"] or None)
+    now = time.time()
+    params["measured"] = {}
+    for kind in MEASURED_KINDS:
+        previous = (control["previous"] or {}).get(kind)
+        rec = recommend(series(store, kind), now, events(store, [SERVICE_OF[kind]]),
+                        previous if isinstance(previous, int) else None)
+        if rec:
+            params["measured"][kind] = rec
     try:
         result = plan(params)
         settings = dict(control["service_settings"] or {}, gunicorn_workers=result["gunicorn_workers"])
         units = describe(result["services"], manager, control["layout"], settings,
                          control["environment"])
+        for name, watched in units.get("monitor", {}).get("watch", {}).items():
+            # The monitor reports each service's headroom to its unit's MemoryHigh.
+            service = {"gunicorn": "web", "celery": "worker", "redis": "cache"}[name]
+            watched["memory_high"] = result["unit_limits"][service]["memory_high_bytes"]
         result.update(environment=control["environment"], manager=manager, units=units,
                       stop_order=list(units),
                       gunicorn_port=parse_bind((control["service_settings"] or {}).get(

@@ -62,6 +62,7 @@ DEFAULTS = {
     "estimates": {},
     "allow_overcommit": False,
     "services_left_out": {},
+    "measured": {},
 }
 
 # Workers per CPU when gunicorn_workers_per_cpu is not given. Async workers (gevent & co.) each
@@ -78,6 +79,12 @@ REDIS_AUTO_SHARE_ALONE = Fraction(3, 4)    # of the budget, on a cache-only host
 CELERY_SHARE_WITH_WEB = Fraction(1, 10)    # of the elastic memory, for running tasks
 MEMORY_HIGH_FACTOR = 1.5
 MEMORY_MAX_FACTOR = 2.0
+# With measurements: MemoryHigh is the measured upper bounds (p95 + margin, widened when samples
+# are few), MemoryMax a quarter above it (between 1.2x and 2x the measured peak).
+MEASURED_MAX_FACTOR = 1.25
+# The estimate keys that measurements can replace, and the service whose processes they are.
+MEASURED_KINDS = {"gunicorn_master": "web", "gunicorn_worker": "web", "celery_base": "worker",
+                  "celery_task": "worker"}
 
 def _bool(value, option):
     if isinstance(value, bool):
@@ -258,6 +265,17 @@ def validate(params):
         _fail("services_left_out", left_out, "must map a service (%s) to the reason it is not "
               "planned" % ", ".join(SERVICES))
     out["services_left_out"] = left_out
+    measured = p["measured"] or {}
+    if not isinstance(measured, dict) or any(
+            kind not in MEASURED_KINDS or not isinstance(rec, dict)
+            or not all(isinstance(rec.get(k), int) and rec[k] > 0 for k in ("value", "upper"))
+            for kind, rec in measured.items()):
+        _fail("measured", sorted(measured) if isinstance(measured, dict) else measured,
+              "must map %s to recommendations (value, upper, why)" % ", ".join(MEASURED_KINDS))
+    out["measured"] = measured
+    out["estimates_given"] = dict(out["estimates"])
+    for kind, rec in measured.items():
+        out["estimates"][kind] = rec["value"]
     return out
 
 
@@ -395,15 +413,35 @@ def plan(params):
     explain.append("monitor_interval = %ds: given (%d s to %d s)." % (
         p["monitor_interval"], MONITOR_INTERVAL_MIN, MONITOR_INTERVAL_MAX))
 
+    measured = p["measured"]
+    for kind, service in MEASURED_KINDS.items():
+        if service in services:
+            explain.append("%s = %s: %s." % (kind, human(est[kind]), (
+                "measured, " + measured[kind].get("why", "")) if kind in measured
+                else "estimate, no measurement yet (playbooks/measure.yml measures it)"))
+    counts = {"gunicorn_master": 1, "gunicorn_worker": workers, "celery_base": 1,
+              "celery_task": concurrency}
     limits = {}
     for name in services:
-        high = int(math.ceil(service_bytes[name] * MEMORY_HIGH_FACTOR / MIB)) * MIB
-        limits[name] = {"memory_high_bytes": high,
-                        "memory_max_bytes": int(math.ceil(service_bytes[name] * MEMORY_MAX_FACTOR / MIB)) * MIB}
+        kinds = [kind for kind, service in MEASURED_KINDS.items() if service == name]
+        if any(kind in measured for kind in kinds):
+            upper = sum(counts[kind] * (measured[kind]["upper"] if kind in measured
+                                        else est[kind] * MEMORY_HIGH_FACTOR) for kind in kinds)
+            high, top = upper, upper * MEASURED_MAX_FACTOR
+            explain.append("unit memory limits %s: MemoryHigh = %s, the measured upper bounds (%s); "
+                           "MemoryMax = x %.2f." % (name, human(high), " + ".join(
+                               "%d x %s" % (counts[k], human(measured[k]["upper"] if k in measured
+                                                               else est[k] * MEMORY_HIGH_FACTOR))
+                               for k in kinds), MEASURED_MAX_FACTOR))
+        else:
+            high = service_bytes[name] * MEMORY_HIGH_FACTOR
+            top = service_bytes[name] * MEMORY_MAX_FACTOR
+        limits[name] = {"memory_high_bytes": int(math.ceil(high / MIB)) * MIB,
+                        "memory_max_bytes": int(math.ceil(top / MIB)) * MIB}
     if limits:
         explain.append("unit memory limits: MemoryHigh = planned x %.1f, MemoryMax = planned x %.1f "
-                       "(room for load peaks; the budget counts the planned values)." % (
-                           MEMORY_HIGH_FACTOR, MEMORY_MAX_FACTOR))
+                       "where nothing is measured (room for load peaks; the budget counts the "
+                       "planned values)." % (MEMORY_HIGH_FACTOR, MEMORY_MAX_FACTOR))
     nofile = {
         "web": max(1024, 2 * p["gunicorn_worker_connections"] + 256),
         "worker": max(1024, 2 * max(concurrency, 1) + 256),
@@ -437,6 +475,11 @@ def plan(params):
         "planned_bytes": planned,
         "service_bytes": {k: v for k, v in service_bytes.items() if k in services},
         "unit_limits": limits,
+        # What each process kind was planned at: the next plan keeps a measured value while it
+        # stays within the new bounds (no flapping).
+        "estimates_used": {kind: est[kind] for kind in MEASURED_KINDS},
+        "estimates_given": {kind: p["estimates_given"][kind] for kind in MEASURED_KINDS},
+        "measured": {kind: {k: v for k, v in rec.items() if k != "why"} for kind, rec in measured.items()},
         "nofile": nofile,
         "fits": fits,
         "explain": explain,

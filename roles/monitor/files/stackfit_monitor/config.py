@@ -141,13 +141,16 @@ def validate_config(raw):
             _fail(key, name, "a service name of [a-z][a-z0-9_]* other than 'monitor'")
         if not isinstance(spec, dict):
             _fail(key, spec, "an object with a pidfile")
-        extra = _unknown(spec, {"pidfile", "match"})
+        extra = _unknown(spec, {"pidfile", "match", "memory_high"})
         if extra:
-            _fail("%s.%s" % (key, extra[0]), spec[extra[0]], "a known key (allowed: pidfile, match)")
+            _fail("%s.%s" % (key, extra[0]), spec[extra[0]],
+                  "a known key (allowed: pidfile, match, memory_high)")
         pidfile = _str(key, spec, "pidfile", required=True)
         if not os.path.isabs(pidfile):
             _fail(key + ".pidfile", pidfile, "an absolute path")
-        cfg["services"][name] = {"pidfile": pidfile, "match": _str(key, spec, "match", None, nullable=True)}
+        cfg["services"][name] = {"pidfile": pidfile, "match": _str(key, spec, "match", None, nullable=True),
+                                 "memory_high": _int(key, spec, "memory_high", None, minimum=1,
+                                                     nullable=True)}
 
     history = _section(raw, "history", {"max_bytes", "leak_samples", "leak_min_growth_bytes"})
     cfg["history"] = {

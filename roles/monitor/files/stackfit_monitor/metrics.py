@@ -59,6 +59,9 @@ def render_prom(report):
            [({"service": name}, entry["rss"]) for name, entry in services])
     family("stackfit_service_processes", "gauge", "Processes in the service's tree.",
            [({"service": name}, len(entry["pids"])) for name, entry in services])
+    family("stackfit_service_headroom_bytes", "gauge",
+           "MemoryHigh minus PSS, bytes (negative: the plan is too small; measure and re-plan).",
+           [({"service": name}, room) for name, room in sorted(report.get("headroom_bytes", {}).items())])
     redis = report["redis"]
     family("stackfit_redis_up", "gauge", "1 when Redis answered INFO memory.",
            [({}, "error" not in redis)])

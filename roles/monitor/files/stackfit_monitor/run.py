@@ -2,6 +2,7 @@
 import os
 import time
 
+from .closedloop import feed_store, headroom, recycle_gunicorn_worker
 from .errors import RedisError, is_int as _is_int, log
 from .files import (ADAPTIVE_STATE_NAME, HISTORY_NAME, PROM_NAME, RECYCLE_STATE_NAME, REPORT_NAME,
                     atomic_write, ensure_output_dir, read_state, write_json)
@@ -136,6 +137,10 @@ def run_once(cfg, memory_percent=None, now=None):
         if conn is not None:
             conn.close()
     recycle = _recycle_step(cfg, processes, now)
+    gunicorn_recycle = recycle_gunicorn_worker(cfg, processes, now)
+    rooms, too_small = headroom(cfg, processes)
+    measurements = feed_store(cfg, processes, [name for name, step in (
+        ("celery", recycle), ("gunicorn", gunicorn_recycle)) if step.get("ran")], now)
 
     report = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
@@ -148,6 +153,10 @@ def run_once(cfg, memory_percent=None, now=None):
         "leaks": leaks,
         "adaptive": adaptive,
         "recycle": recycle,
+        "gunicorn_recycle": gunicorn_recycle,
+        "headroom_bytes": rooms,
+        "plan_too_small": too_small,
+        "measurements": measurements,
         "monitor": self_usage(),
     }
     write_json(os.path.join(output_dir, REPORT_NAME), report)
