@@ -135,7 +135,7 @@ options:
     type: dict
     default: {}
   previous:
-    description: The running plan's C(estimates_used) (its plan.json): a measured value is kept
+    description: The running plan's C(estimates_used) (from its plan.json); a measured value is kept
       while it lies within the new bounds, so plans do not flap.
     type: dict
     default: {}

@@ -41,7 +41,7 @@ def gunicorn_tree_pss():
     return total
 
 
-def load_and_peak(seconds=20):
+def load_and_peak(seconds=20, paths=("/healthz", "/")):
     """A bounded load (measure.yml's, 127.0.0.1 only) while sampling Gunicorn's PSS: the peak."""
     import sys
     sys.path.insert(0, str(ROOT / "module_utils"))
@@ -50,7 +50,7 @@ def load_and_peak(seconds=20):
 
     def sample():
         peak[0] = max(peak[0], gunicorn_tree_pss())
-    result = load("127.0.0.1", 5001, ["/healthz", "/"], 20, seconds, sample=sample)
+    result = load("127.0.0.1", 5001, list(paths), 20, seconds, sample=sample)
     assert result["ok"] > 0 and result["failed"] == 0, result
     return peak[0]
 
@@ -96,14 +96,16 @@ def test_the_heavy_apps_estimates_are_too_small_and_the_monitor_says_so():
     assert report["headroom_bytes"]["gunicorn"] < 0
 
 
-@pytest.mark.parametrize("name, extra", [("heavy", HEAVY_VARS), ("sample", [])])
-def test_after_one_cycle_no_service_passes_memoryhigh_and_memorymax_fits_the_peak(name, extra):
+@pytest.mark.parametrize("name, extra, paths", [
+    ("heavy", HEAVY_VARS, ("/healthz", "/")),
+    ("sample", ["-e", '{"app_probe_paths": ["/healthz", "/api/work"]}'], ("/healthz", "/api/work"))])
+def test_after_one_cycle_no_service_passes_memoryhigh_and_memorymax_fits_the_peak(name, extra, paths):
     before, after = cycle(extra)
     for kind in ("gunicorn_master", "gunicorn_worker"):
         assert kind in after["measured"], (kind, after["explain"])
         assert any(line.startswith(kind + " = ") and "measured" in line for line in after["explain"])
     limits = after["unit_limits"]["web"]
-    peak = load_and_peak(20)
+    peak = load_and_peak(20, paths)
     print("%s: estimate MemoryHigh %.1f MiB; measured plan MemoryHigh %.1f MiB, MemoryMax %.1f MiB; "
           "peak under load %.1f MiB" % (name, before["unit_limits"]["web"]["memory_high_bytes"] / 2**20,
                                         limits["memory_high_bytes"] / 2**20,
