@@ -55,6 +55,11 @@ options:
     description: Gunicorn's worker_connections per gevent worker; drives LimitNOFILE.
     type: int
     default: 1000
+  gunicorn_max_requests:
+    description: Requests after which a Gunicorn worker is replaced (jitter a tenth of it); 0 turns
+      recycling off; off with a single worker (nobody would take its requests in flight).
+    type: int
+    default: 2000
   celery_concurrency:
     description:
       - C(auto) or a positive integer.
@@ -230,6 +235,7 @@ ARGUMENT_SPEC = dict(
     gunicorn_worker_class=dict(type="str", default="gevent"),
     gunicorn_preload=dict(type="bool", default=False),
     gunicorn_worker_connections=dict(type="int", default=1000),
+    gunicorn_max_requests=dict(type="int", default=2000),
     celery_concurrency=dict(type="raw", default="auto"),
     celery_concurrency_per_cpu=dict(type="float", default=50),
     celery_concurrency_max=dict(type="int", default=1000),
