@@ -46,7 +46,7 @@ integration: venv deps
 	$(BIN)/pytest -q tests/integration
 
 # Molecule scenarios (podman, real systemd); each prints its phases' times.
-SCENARIOS ?= default production scripts rollout realapp
+SCENARIOS ?= default production scripts rollout realapp closedloop
 
 molecule-setup:
 	bash molecule/resources/setup.sh

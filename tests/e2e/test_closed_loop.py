@@ -16,7 +16,7 @@ from test_dev_stack import RUN, playbook, recap
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
 
-HEAVY = ROOT / "tests" / "e2e" / "heavyapp"
+HEAVY = ROOT / "examples" / "heavyapp"
 HEAVY_VARS = ["-e", "app_source=%s" % HEAVY, "-e", "app_wsgi=wsgi:app", "-e", "app_celery=",
               "-e", '{"app_probe_paths": ["/healthz", "/"]}']
 STORE = "/var/lib/stackfit/monitor/measurements.json"

@@ -54,9 +54,11 @@ def test_the_app_runs_from_its_own_virtualenv_with_its_environment(host):
     pid = host.check_output("systemctl show -p MainPID --value stackfit-gunicorn.service")
     exe = host.file("/proc/%s/cmdline" % pid).content.split(b"\0")[0].decode()
     assert exe.startswith("/opt/stackfit/venvs/"), exe  # the release's own virtualenv
-    environ = host.file("/proc/%s/environ" % pid).content.split(b"\0")
-    assert b"IHATEMONEY_SETTINGS_FILE_PATH=/etc/stackfit/app/ihatemoney.cfg" in environ
-    assert b"STACKFIT_DATA_DIR=/var/lib/stackfit/data" in environ
+    # The process's own user reads its environment (root in the container lacks ptrace on it).
+    environ = host.check_output(
+        "runuser -u stackfit -- sh -c %s", "tr '\\0' '\\n' < /proc/%s/environ" % pid).splitlines()
+    assert "IHATEMONEY_SETTINGS_FILE_PATH=/etc/stackfit/app/ihatemoney.cfg" in environ
+    assert "STACKFIT_DATA_DIR=/var/lib/stackfit/data" in environ
     for path in ("/etc/stackfit/app.env", "/etc/stackfit/app/ihatemoney.cfg"):
         f = host.file(path)
         assert (f.user, f.group, f.mode) == ("root", "stackfit", 0o640), path

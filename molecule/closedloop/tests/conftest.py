@@ -1,0 +1,6 @@
+"""The shared helpers live with the default scenario's tests."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "default" / "tests"))
