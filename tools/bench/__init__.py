@@ -13,7 +13,9 @@ charts. Everything runs in one go so that ratios between configurations hold on 
 3. a gunicorn worker sweep 1..2xCPU+1 under the production plan's other settings;
 4. provisioning: site.yml's first run and a no-change re-run against a one-task playbook, and
    plan.yml for 1, 10 and 100 hypothetical hosts;
-5. the memory monitor: CPU time and peak RSS of one run.
+5. the memory monitor: CPU time and peak RSS of one run;
+6. closed-loop sizing: the sample app and examples/heavyapp on their estimates, then measured
+   (playbooks/measure.yml) and re-planned: planned, MemoryHigh, MemoryMax and peak per service.
 
 Needs root (it provisions this machine). Every load is bounded in time; every process it starts
 itself is waited for or stopped by its PID. At the end the dev stack is restored (site.yml without
@@ -22,5 +24,6 @@ extra vars).
 Modules: common (paths and constants), measure (the stack's PSS, loads and wrk's output, PLAY
 RECAP, the monitor's cost, the machine), provision (ansible-playbook runs with the overrides
 removed from the environment, provisioning times), sweep (the configurations, the worker sweep
-and the throughput rounds), report (benchmarks.md and the charts), __main__ (the options and the run).
+and the throughput rounds), closedloop (section 6), report (benchmarks.md and the charts),
+__main__ (the options and the run).
 """

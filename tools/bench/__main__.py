@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __doc__ as PACKAGE_DOC
+from .closedloop import measure_closed_loop
 from .common import ROOT, WRK, dump, log
 from .measure import machine, measure_monitor
 from .provision import measure_provisioning, playbook
@@ -78,6 +79,8 @@ def main(argv=None):
         results["provisioning"] = measure_provisioning(opts)  # ends with the dev stack up
         log("monitor")
         results["monitor"] = measure_monitor(opts.monitor_runs)
+        log("closed loop")
+        results["closed_loop"] = measure_closed_loop(3 if opts.smoke else 20)
     finally:
         # Restore the dev stack whatever happened (site.yml without extra vars).
         try:

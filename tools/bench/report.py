@@ -76,6 +76,15 @@ def charts(out, results):
     files["sweep"] = "bench-sweep.png"
     fig.savefig(Path(out) / files["sweep"], dpi=110)
     plt.close(fig)
+
+    if results.get("closed_loop"):
+        from .closedloop import chart
+        fig, ax = plt.subplots(figsize=(9, 4.8))
+        chart(ax, results["closed_loop"])
+        fig.tight_layout()
+        files["closed_loop"] = "bench-closed-loop.png"
+        fig.savefig(Path(out) / files["closed_loop"], dpi=110)
+        plt.close(fig)
     return files
 
 
@@ -249,6 +258,23 @@ def report(out, results, files, opts):
         "it), median of %d: CPU %.2f s (user %.2f, sys %.2f), peak RSS %.1f MiB, wall %.2f s." % (
             len(mon["runs"]), mon["cpu"], mon["user"], mon["sys"], mon["maxrss"], mon["wall"]),
         "",
+    ]
+    if results.get("closed_loop"):
+        from .closedloop import table
+        loop = results["closed_loop"]
+        lines += [
+            "## 6. Closed-loop sizing: measure, then plan",
+            "",
+            "Each app from nothing on the development plan: deployed on the estimates, loaded for "
+            "%d s (20 clients on its probe paths) while each service's PSS is sampled, then "
+            "`playbooks/measure.yml` and a re-plan (site.yml), and the same load again. MiB; "
+            "workers %s." % (20 if not opts.smoke else 3, ", ".join(
+                "%s %d -> %d" % (app, d["workers"]["before"], d["workers"]["after"])
+                for app, d in loop.items())),
+            "",
+        ] + table(loop) + [""] + (["![closed loop](%s)" % files["closed_loop"], ""]
+                                  if "closed_loop" in files else [])
+    lines += [
         "## The issue's targets",
         "",
         "Best req/s of the run: %.0f (%s)." % (ev["best_rps"], ev["best_rps_at"]),
