@@ -99,6 +99,26 @@ def _ancestors(base, path):
     return dirs
 
 
+def _binding(dirs, limit_name, usage_name):
+    """(limit, working set) of the cgroup whose memory limit binds: the smallest along the path,
+    and the usage of that same cgroup (a service's own cgroup under systemd holds only the service; the
+    limit that binds it is the container's or the machine's). Without a limit: (None, the own
+    cgroup's usage)."""
+    limits = [(parse_memory_limit(_read(os.path.join(d, limit_name))), d) for d in dirs]
+    limits = [(limit, d) for limit, d in limits if limit is not None]
+    where = min(limits)[1] if limits else (dirs[0] if dirs else None)
+    usage = _read(os.path.join(where, usage_name)) if where else None
+    usage = int(usage) if usage and usage.isdigit() else None
+    if usage is not None:
+        # The working set, as the kubelet counts it: usage less the inactive page cache, which the
+        # kernel reclaims before it OOM-kills anything.
+        stat = dict(line.split()[:2] for line in (_read(os.path.join(where, "memory.stat")) or "")
+                    .splitlines() if len(line.split()) >= 2)
+        inactive = stat.get("total_inactive_file", stat.get("inactive_file", "0"))
+        usage = max(0, usage - int(inactive)) if inactive.isdigit() else usage
+    return (min(limits)[0] if limits else None), usage
+
+
 def _min_limit(values):
     present = [v for v in values if v is not None]
     return min(present) if present else None
@@ -151,21 +171,14 @@ def read_cgroup_limits(proc_root="/proc", cgroup_root="/sys/fs/cgroup"):
                       for d in _ancestors(v1_cpu, v1_paths["cpu"])]
             result["cpu_quota"] = _min_limit(quotas)
         if v1_mem and "memory" in v1_paths:
-            dirs = _ancestors(v1_mem, v1_paths["memory"])
-            result["memory_limit_bytes"] = _min_limit(
-                parse_memory_limit(_read(os.path.join(d, "memory.limit_in_bytes"))) for d in dirs)
-            if dirs:
-                usage = _read(os.path.join(dirs[0], "memory.usage_in_bytes"))
-                result["memory_usage_bytes"] = int(usage) if usage else None
+            result["memory_limit_bytes"], result["memory_usage_bytes"] = _binding(
+                _ancestors(v1_mem, v1_paths["memory"]), "memory.limit_in_bytes", "memory.usage_in_bytes")
     elif use_v2:
         result["cgroup_version"] = 2
         dirs = _ancestors(v2_base, v2_path)
         result["cpu_quota"] = _min_limit(parse_cpu_max(_read(os.path.join(d, "cpu.max"))) for d in dirs)
-        result["memory_limit_bytes"] = _min_limit(
-            parse_memory_limit(_read(os.path.join(d, "memory.max"))) for d in dirs)
-        if dirs:
-            usage = _read(os.path.join(dirs[0], "memory.current"))
-            result["memory_usage_bytes"] = int(usage) if usage else None
+        result["memory_limit_bytes"], result["memory_usage_bytes"] = _binding(
+            dirs, "memory.max", "memory.current")
     return result
 
 

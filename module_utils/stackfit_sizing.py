@@ -36,8 +36,33 @@ __all__ = ["ASYNC_WORKER_CLASSES", "ASYNC_WORKERS_PER_CPU", "DEFAULT_ESTIMATES",
            "MEASURED_KINDS", "PRELOAD_ESTIMATES", "SERVICES", "SYNC_WORKERS_PER_CPU", "SizingError",
            "format_size", "parse_percent", "parse_size", "plan", "validate"]
 
+AUTO_OPTIONS = ("gunicorn_workers", "celery_concurrency", "redis_memory_limit")
+
+
 def plan(params):
-    """Compute the plan. ``params`` are the module's options; see DEFAULTS for what may be left out."""
+    """Compute the plan. ``params`` are the module's options; see DEFAULTS for what may be left out.
+
+    When the stack cannot fit with the values given, the error says whether it fits with the auto
+    ones, with those values and the options to set."""
+    try:
+        return _plan(params)
+    except SizingError as exc:
+        given = [k for k in AUTO_OPTIONS if str(params.get(k, "auto")).strip().lower() != "auto"]
+        if "cannot hold the stack" not in str(exc) or not given:
+            raise
+        try:
+            auto = _plan(dict(params, **{k: "auto" for k in given}))
+        except SizingError:
+            raise exc from None
+        raise SizingError("%s. With %s auto it fits: gunicorn_workers %d, celery_concurrency %d, "
+                          "redis_maxmemory %s (planned %s of %s): run with %s" % (
+                              exc, ", ".join(given), auto["gunicorn_workers"],
+                              auto["celery_concurrency"], auto["redis_maxmemory"],
+                              human(auto["planned_bytes"]), human(auto["budget_bytes"]),
+                              " ".join("-e stackfit_%s=auto" % k for k in given))) from None
+
+
+def _plan(params):
     p = validate(params)
     est = p["estimates"]
     services = p["services"]

@@ -4,17 +4,34 @@ import time
 
 from . import STARTED as _STARTED
 from .stackfit_daemon import trusted_pid
+from .stackfit_hostinfo import read_cgroup_limits
 
 
 def system_memory():
-    import psutil
-    vm = psutil.virtual_memory()
-    swap = psutil.swap_memory()
-    return {
-        "total": vm.total, "available": vm.available, "used": vm.used, "free": vm.free,
-        "percent": vm.percent,
-        "swap_total": swap.total, "swap_used": swap.used, "swap_percent": swap.percent,
-    }
+    """The memory that binds this stack: the machine's (/proc/meminfo through psutil) or, where a
+    cgroup limit is smaller (a container, a slice), that cgroup's limit and usage (the same rules
+    as stackfit_host_facts). Under a sandbox that hides /proc/meminfo (ProcSubset=pid) the cgroup
+    alone answers; ``source`` says which."""
+    out = {"source": "system"}
+    try:
+        import psutil
+        vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+        out.update(total=vm.total, available=vm.available, used=vm.used, free=vm.free,
+                   percent=vm.percent, swap_total=swap.total, swap_used=swap.used,
+                   swap_percent=swap.percent)
+    except (OSError, RuntimeError) as exc:
+        out.update(total=None, available=None, used=None, free=None, percent=None,
+                   swap_total=None, swap_used=None, swap_percent=None,
+                   system_error="system memory unreadable: %s" % exc)
+    cgroup = read_cgroup_limits()
+    limit, usage = cgroup["memory_limit_bytes"], cgroup["memory_usage_bytes"]
+    if limit and usage is not None and (out["total"] is None or limit < out["total"]):
+        out.update(source="cgroup v%s" % cgroup["cgroup_version"], total=limit, used=usage,
+                   free=max(0, limit - usage), available=max(0, limit - usage),
+                   percent=round(100.0 * usage / limit, 1))
+    if out["total"] is None:
+        raise OSError(out.get("system_error", "no system memory figures"))
+    return out
 
 
 def read_pidfile(path, match=None):

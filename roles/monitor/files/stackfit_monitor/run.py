@@ -7,10 +7,10 @@ from .errors import RedisError, is_int as _is_int, log
 from .files import (ADAPTIVE_STATE_NAME, HISTORY_NAME, PROM_NAME, RECYCLE_STATE_NAME, REPORT_NAME,
                     atomic_write, ensure_output_dir, read_state, write_json)
 from .history import append_history, detect_leaks, read_history_tail
-from .measure import collect_self, collect_services, self_usage, system_memory
+from .measure import collect_self, collect_services, measure_tree, self_usage, system_memory
 from .metrics import render_prom
 from .policy import decide, next_adaptive_state, should_recycle
-from .resp import redis_connect, redis_summary
+from .resp import parse_info, redis_connect, redis_summary
 
 RECYCLE_TIMEOUT = 30
 
@@ -90,6 +90,22 @@ def _recycle_step(cfg, processes, now):
     return out
 
 
+def _redis_process(conn, entry, redis_info):
+    """Redis found with the permissions the monitor has: its pidfile (0660 redis:redis under
+    systemd) may be unreadable to the stack's user, INFO server's process_id is not; and where its
+    PSS is not readable (another user's process), INFO's used_memory_rss stands in, said so."""
+    if not entry["up"]:
+        pid = parse_info(conn.call("INFO", "server")).get("process_id")
+        if isinstance(pid, int) and pid > 0:
+            entry.update(measure_tree([pid]), main_pid=pid, up=True, found_by="INFO process_id",
+                         pidfile_reason=entry.pop("reason", None))
+    if entry["up"] and entry.get("pss") is None and redis_info.get("used_memory_rss"):
+        entry["pss_source"] = "INFO used_memory_rss (PSS not readable by the monitor's user)"
+        entry["pss"] = redis_info["used_memory_rss"]
+    elif entry["up"]:
+        entry["pss_source"] = "smaps_rollup"
+
+
 def run_once(cfg, memory_percent=None, now=None):
     """Collect, decide, act, write. Returns the report. Raises OutputError."""
     now = time.time() if now is None else now
@@ -108,6 +124,8 @@ def run_once(cfg, memory_percent=None, now=None):
     try:
         conn = redis_connect(cfg["redis"])
         redis_info = redis_summary(conn.info_memory())
+        if "redis" in processes:
+            _redis_process(conn, processes["redis"], redis_info)
     except RedisError as exc:
         redis_info = {"error": str(exc)}
         log("redis: %s" % exc)
