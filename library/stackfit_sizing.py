@@ -212,7 +212,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stackfit_services import DEFAULT_SETTINGS, ServiceError, describe, parse_bind
-from ansible.module_utils.stackfit_measurements import SERVICE_OF, events, normalise, series
+from ansible.module_utils.stackfit_measurements import SERVICE_OF, events, evidence, normalise, series
 from ansible.module_utils.stackfit_recommend import recommend
 from ansible.module_utils.stackfit_sizing import MEASURED_KINDS, SERVICES, SizingError, plan
 
@@ -267,12 +267,16 @@ def main():
     store, _ = normalise(control["measurements"] or None)
     now = time.time()
     params["measured"] = {}
+    params["unmeasured"] = {}
     for kind in MEASURED_KINDS:
+        enough, why = evidence(store, kind, now)
         previous = (control["previous"] or {}).get(kind)
         rec = recommend(series(store, kind), now, events(store, [SERVICE_OF[kind]]),
-                        previous if isinstance(previous, int) else None)
+                        previous if isinstance(previous, int) else None) if enough else None
         if rec:
             params["measured"][kind] = rec
+        elif why:
+            params["unmeasured"][kind] = why
     try:
         result = plan(params)
         settings = dict(control["service_settings"] or {}, gunicorn_workers=result["gunicorn_workers"])

@@ -109,6 +109,24 @@ def series(store, kind):
     return [(entry[0], entry[1]) for entry in store["samples"].get(kind, [])]
 
 
+# Samples move a plan once they include a load test (playbooks/measure.yml) or a day of monitor
+# runs: a few samples of an idle stack, taken just after a deploy, would plan it too small.
+EVIDENCE_SPAN_SECONDS = 24 * 3600
+
+
+def evidence(store, kind, now):
+    """(enough, why): whether a kind's samples may plan it, and what they are."""
+    entries = store["samples"].get(kind, [])
+    if not entries:
+        return False, "no measurement yet"
+    loads = sum(1 for entry in entries if len(entry) > 2 and entry[2] == "measure")
+    span = now - min(entry[0] for entry in entries)
+    if loads or span >= EVIDENCE_SPAN_SECONDS:
+        return True, ""
+    return False, ("%d monitor samples over %d min so far; a load test (playbooks/measure.yml) or "
+                   "a day of samples plans from them" % (len(entries), span // 60))
+
+
 def events(store, services):
     """(timestamp, kind) of the events of these services (a kind's service: gunicorn, celery)."""
     return [(entry[0], entry[1]) for entry in store["events"]

@@ -215,7 +215,8 @@ def _plan(params):
         if service in services:
             explain.append("%s = %s: %s." % (kind, human(est[kind]), (
                 "measured, " + measured[kind].get("why", "")) if kind in measured
-                else "estimate, no measurement yet (playbooks/measure.yml measures it)"))
+                else "estimate, " + p["unmeasured"].get(kind, "no measurement yet") +
+                " (playbooks/measure.yml measures it)"))
     counts = {"gunicorn_master": 1, "gunicorn_worker": workers, "celery_base": 1,
               "celery_task": concurrency}
     limits = {}
