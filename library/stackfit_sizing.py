@@ -140,8 +140,9 @@ options:
     type: dict
     default: {}
   previous:
-    description: The running plan's C(estimates_used) (from its plan.json); a measured value is kept
-      while it lies within the new bounds, so plans do not flap.
+    description: The running plan's C(measured) (from its plan.json, per kind its value and upper
+      bound); a measured value is kept while it lies within the new bounds and an upper bound while
+      the new one is within a tenth of it, so plans do not flap.
     type: dict
     default: {}
   services_left_out:
@@ -271,9 +272,16 @@ def main():
     for kind in MEASURED_KINDS:
         enough, why = evidence(store, kind, now)
         previous = (control["previous"] or {}).get(kind)
+        previous = previous if isinstance(previous, dict) else {}
         rec = recommend(series(store, kind), now, events(store, [SERVICE_OF[kind]]),
-                        previous if isinstance(previous, int) else None) if enough else None
+                        previous.get("value") if isinstance(previous.get("value"), int) else None
+                        ) if enough else None
         if rec:
+            # The limit too holds still: the running upper bound stays while the new one is
+            # within a tenth of it (a unit's MemoryHigh would otherwise move with every sample).
+            upper = previous.get("upper")
+            if isinstance(upper, int) and rec["value"] <= upper and abs(upper - rec["upper"]) <= rec["upper"] // 10:
+                rec["upper"] = upper
             params["measured"][kind] = rec
         elif why:
             params["unmeasured"][kind] = why

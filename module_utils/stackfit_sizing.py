@@ -214,7 +214,8 @@ def _plan(params):
     for kind, service in MEASURED_KINDS.items():
         if service in services:
             explain.append("%s = %s: %s." % (kind, human(est[kind]), (
-                "measured, " + measured[kind].get("why", "")) if kind in measured
+                "measured (upper bound %s; the samples: plan.yml)" % human(measured[kind]["upper"]))
+                if kind in measured
                 else "estimate, " + p["unmeasured"].get(kind, "no measurement yet") +
                 " (playbooks/measure.yml measures it)"))
     counts = {"gunicorn_master": 1, "gunicorn_worker": workers, "celery_base": 1,
@@ -279,7 +280,10 @@ def _plan(params):
         # stays within the new bounds (no flapping).
         "estimates_used": {kind: est[kind] for kind in MEASURED_KINDS},
         "estimates_given": {kind: p["estimates_given"][kind] for kind in MEASURED_KINDS},
-        "measured": {kind: {k: v for k, v in rec.items() if k != "why"} for kind, rec in measured.items()},
+        # What the measured kinds are planned at (stable: plan.json records it, the next plan
+        # keeps it while the new bounds allow), and the recommendations' detail (for plan.yml).
+        "measured": {kind: {"value": rec["value"], "upper": rec["upper"]} for kind, rec in measured.items()},
+        "measured_detail": {kind: dict(rec) for kind, rec in measured.items()},
         "nofile": nofile,
         "fits": fits,
         "explain": explain,
