@@ -268,9 +268,8 @@ def main():
     store, _ = normalise(control["measurements"] or None)
     now = time.time()
     params["measured"] = {}
-    params["unmeasured"] = {}
     for kind in MEASURED_KINDS:
-        enough, why = evidence(store, kind, now)
+        enough, _ = evidence(store, kind, now)
         previous = (control["previous"] or {}).get(kind)
         previous = previous if isinstance(previous, dict) else {}
         rec = recommend(series(store, kind), now, events(store, [SERVICE_OF[kind]]),
@@ -283,8 +282,6 @@ def main():
             if isinstance(upper, int) and rec["value"] <= upper and abs(upper - rec["upper"]) <= rec["upper"] // 10:
                 rec["upper"] = upper
             params["measured"][kind] = rec
-        elif why:
-            params["unmeasured"][kind] = why
     try:
         result = plan(params)
         settings = dict(control["service_settings"] or {}, gunicorn_workers=result["gunicorn_workers"])

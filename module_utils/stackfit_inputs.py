@@ -56,7 +56,6 @@ DEFAULTS = {
     "allow_overcommit": False,
     "services_left_out": {},
     "measured": {},
-    "unmeasured": {},
 }
 
 # Workers per CPU when gunicorn_workers_per_cpu is not given. Async workers (gevent & co.) each
@@ -271,7 +270,6 @@ def validate(params):
         _fail("measured", sorted(measured) if isinstance(measured, dict) else measured,
               "must map %s to recommendations (value, upper, why)" % ", ".join(MEASURED_KINDS))
     out["measured"] = measured
-    out["unmeasured"] = {k: str(v) for k, v in (p["unmeasured"] or {}).items() if k in MEASURED_KINDS}
     out["estimates_given"] = dict(out["estimates"])
     for kind, rec in measured.items():
         out["estimates"][kind] = rec["value"]

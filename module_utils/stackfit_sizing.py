@@ -216,8 +216,8 @@ def _plan(params):
             explain.append("%s = %s: %s." % (kind, human(est[kind]), (
                 "measured (upper bound %s; the samples: plan.yml)" % human(measured[kind]["upper"]))
                 if kind in measured
-                else "estimate, " + p["unmeasured"].get(kind, "no measurement yet") +
-                " (playbooks/measure.yml measures it)"))
+                else "estimate, not measured under load yet (playbooks/measure.yml measures it; "
+                "monitor samples count after a day)"))
     counts = {"gunicorn_master": 1, "gunicorn_worker": workers, "celery_base": 1,
               "celery_task": concurrency}
     limits = {}
