@@ -145,6 +145,20 @@ options:
       the new one is within a tenth of it, so plans do not flap.
     type: dict
     default: {}
+  variables:
+    description:
+      - The names of the variables set for the host with stackfit's prefixes (stackfit_, app_,
+        gunicorn_, celery_, redis_, monitor_, lb_); any not declared by O(declarations) fails the
+        plan, naming it and the closest known names (a typo is never ignored).
+    type: list
+    elements: str
+    default: []
+  declarations:
+    description: Files that declare the known variables, on the controller (where this module
+      runs) - roles' meta/argument_specs.yml and group_vars files.
+    type: list
+    elements: path
+    default: []
   services_left_out:
     description: Services of the host's groups that are not planned, each with the reason (an
       explain line says it), e.g. a worker when the app has no Celery app.
@@ -216,6 +230,7 @@ from ansible.module_utils.stackfit_services import DEFAULT_SETTINGS, ServiceErro
 from ansible.module_utils.stackfit_measurements import SERVICE_OF, events, evidence, normalise, series
 from ansible.module_utils.stackfit_recommend import recommend
 from ansible.module_utils.stackfit_sizing import MEASURED_KINDS, SERVICES, SizingError, plan
+from ansible.module_utils.stackfit_variables import declared, message, unknown
 
 ESTIMATE_OPTIONS = dict(
     gunicorn_master=dict(type="raw"),
@@ -248,6 +263,8 @@ ARGUMENT_SPEC = dict(
     estimates=dict(type="dict", default={}, options=ESTIMATE_OPTIONS),
     allow_overcommit=dict(type="bool", default=False),
     measurements=dict(type="dict", default={}),
+    variables=dict(type="list", elements="str", default=[]),
+    declarations=dict(type="list", elements="path", default=[]),
     previous=dict(type="dict", default={}),
     services_left_out=dict(type="dict", default={}),
     service_manager=dict(type="str", default="none"),
@@ -257,7 +274,23 @@ ARGUMENT_SPEC = dict(
 )
 # Options about how the services run, not about their sizes: describe() takes them.
 CONTROL_OPTIONS = ("service_manager", "environment", "layout", "service_settings",
-                   "measurements", "previous")
+                   "measurements", "previous", "variables", "declarations")
+
+
+def check_variables(module, seen, files):
+    """Fail on any prefixed variable that no declaration file names."""
+    import yaml
+    specs, group_vars = [], []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                document = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError) as exc:
+            module.fail_json(msg="stackfit_sizing: declarations: cannot read %s: %s" % (path, exc))
+        (specs if "argument_specs" in (document or {}) else group_vars).append(document)
+    found = unknown(seen, declared(specs, group_vars))
+    if found:
+        module.fail_json(msg="stackfit_sizing: %s" % message(found), unknown=[n for n, _ in found])
 
 
 def main():
@@ -265,6 +298,8 @@ def main():
     params = dict(module.params)
     control = {key: params.pop(key) for key in CONTROL_OPTIONS}
     manager = "systemd" if control["service_manager"] == "systemd" else "script"
+    if control["variables"]:
+        check_variables(module, control["variables"], control["declarations"])
     store, _ = normalise(control["measurements"] or None)
     now = time.time()
     params["measured"] = {}
