@@ -56,6 +56,13 @@ def test_memory_report_requires_the_token(client, caplog, tmp_path, app_config):
     assert "unauthorized" in caplog.text  # the refusals were logged...
     assert ADMIN_TOKEN[:-1] not in caplog.text  # ...without the token or the near-miss
 
+    # A token in the query string is refused outright, even the right one, and never echoed.
+    for key in ("token", "access_token", "admin_token"):
+        queried = client.get("/api/admin/system/memory?%s=%s" % (key, ADMIN_TOKEN),
+                             headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        assert queried.status_code == 400 and ADMIN_TOKEN not in queried.get_data(as_text=True)
+    assert ADMIN_TOKEN not in caplog.text
+
 
 def test_memory_report_without_monitor_file_and_empty_token(redis_server, app_config):
     from app import create_app

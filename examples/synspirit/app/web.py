@@ -102,6 +102,9 @@ def bearer_ok(header, token):
 
 
 def admin_memory():
+    if any(key.lower() in ("token", "access_token", "admin_token", "auth") for key in request.args):
+        # A token in a query string ends up in logs and histories: refused, never checked.
+        return error(400, "send the token in the Authorization header, not in the query string")
     if not bearer_ok(request.headers.get("Authorization", ""), settings()["admin_token"]):
         # Never log or echo what was sent: it may be a near-miss of the real token.
         log.warning("refused an unauthorized request to %s from %s", request.path,
