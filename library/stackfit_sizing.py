@@ -277,6 +277,21 @@ CONTROL_OPTIONS = ("service_manager", "environment", "layout", "service_settings
                    "measurements", "previous", "variables", "declarations")
 
 
+# The environment variables of the profiles (as in the seed) behind some options.
+ENVIRONMENT_OVERRIDES = {"gunicorn_workers": "GUNICORN_WORKERS", "celery_concurrency": "CELERY_CONCURRENCY",
+                         "redis_memory_limit": "REDIS_MEMORY_LIMIT",
+                         "monitor_interval": "MEMORY_MONITOR_INTERVAL"}
+
+
+def where_set(text):
+    """Which variable the user set for the option an error names (its first word)."""
+    option = text.split(":", 1)[0].split(".", 1)[0].strip()
+    if option not in ARGUMENT_SPEC or option in ("cpus", "memory_bytes"):
+        return ""
+    env = ENVIRONMENT_OVERRIDES.get(option)
+    return " (set by stackfit_%s%s)" % (option, ", or the environment's %s" % env if env else "")
+
+
 def check_variables(module, seen, files):
     """Fail on any prefixed variable that no declaration file names."""
     import yaml
@@ -331,7 +346,7 @@ def main():
                       gunicorn_port=parse_bind((control["service_settings"] or {}).get(
                           "gunicorn_bind", DEFAULT_SETTINGS["gunicorn_bind"]))[1])
     except (SizingError, ServiceError) as exc:
-        module.fail_json(msg="stackfit_sizing: %s" % exc)
+        module.fail_json(msg="stackfit_sizing: %s%s" % (exc, where_set(str(exc))))
     module.exit_json(changed=False, ansible_facts={"stackfit_plan": result})
 
 

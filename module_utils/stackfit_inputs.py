@@ -65,6 +65,12 @@ DEFAULTS = {
 ASYNC_WORKERS_PER_CPU = 1.0
 SYNC_WORKERS_PER_CPU = 2.0
 ASYNC_WORKER_CLASSES = ("gevent", "eventlet", "tornado", "uvicorn", "geventwebsocket")
+# Gunicorn's own short names for worker classes.
+GUNICORN_WORKER_CLASSES = ("sync", "gthread", "gevent", "eventlet", "tornado")
+# Bounds of what a host can run: beyond them a value is a typo (an extra digit), not a plan.
+MAXIMA = {"gunicorn_workers": 512, "celery_concurrency": 100000, "gunicorn_worker_connections": 100000}
+# A size below this is surely a unit left out (REDIS_MEMORY_LIMIT=512 is 512 bytes).
+MIN_SIZE_BYTES = 1024 * 1024
 
 # Shares used by the "auto" rules; constants so that results only grow with CPUs and memory.
 REDIS_AUTO_SHARE_SHARED = Fraction(1, 4)   # of the budget, when web/worker share the host
@@ -101,6 +107,8 @@ def _auto_or_positive_int(value, option):
         _fail(option, value, "must be 'auto' or a positive integer")
     if number <= 0:
         _fail(option, value, "must be 'auto' or a positive integer (above 0)")
+    if number > MAXIMA[option]:
+        _fail(option, value, "is over %d, more than any host runs" % MAXIMA[option])
     return number
 
 
@@ -188,6 +196,13 @@ def validate(params):
     worker_class = str(p["gunicorn_worker_class"]).strip()
     if not worker_class:
         _fail("gunicorn_worker_class", p["gunicorn_worker_class"], "is empty")
+    if "." not in worker_class and worker_class not in GUNICORN_WORKER_CLASSES:
+        import difflib
+        close = difflib.get_close_matches(worker_class, GUNICORN_WORKER_CLASSES, n=1)
+        _fail("gunicorn_worker_class", worker_class, "is not one of Gunicorn's worker classes (%s)%s; "
+              "another class is given by its module path (geventwebsocket.gunicorn.workers."
+              "GeventWebSocketWorker), which the app's import check loads" % (
+                  ", ".join(GUNICORN_WORKER_CLASSES), "; did you mean %s?" % close[0] if close else ""))
     out["gunicorn_worker_class"] = worker_class
     out["gunicorn_async"] = any(name in worker_class.lower() for name in ASYNC_WORKER_CLASSES)
     if p["gunicorn_workers_per_cpu"] in (None, "", "auto"):
@@ -203,6 +218,9 @@ def validate(params):
     out["gunicorn_preload"] = bool(p["gunicorn_preload"])
     out["gunicorn_worker_connections"] = _positive_number(
         p["gunicorn_worker_connections"], "gunicorn_worker_connections", int)
+    if out["gunicorn_worker_connections"] > MAXIMA["gunicorn_worker_connections"]:
+        _fail("gunicorn_worker_connections", p["gunicorn_worker_connections"],
+              "is over %d (its LimitNOFILE would pass the kernel's nr_open)" % MAXIMA["gunicorn_worker_connections"])
     max_requests = p["gunicorn_max_requests"]
     if isinstance(max_requests, bool) or not str(max_requests).strip().isdigit():
         _fail("gunicorn_max_requests", max_requests, "must be a whole number of requests (0: off)")
@@ -224,6 +242,9 @@ def validate(params):
             out["redis_memory_limit"] = ("size", parse_size(redis, "redis_memory_limit"))
         if (pct is not None and pct == 0) or out["redis_memory_limit"] == ("size", 0):
             _fail("redis_memory_limit", redis, "must be above 0 (0 means no limit to Redis)")
+        if out["redis_memory_limit"][0] == "size" and out["redis_memory_limit"][1] < MIN_SIZE_BYTES:
+            _fail("redis_memory_limit", redis, "is %d bytes, under 1 MiB: did you mean %smb?" % (
+                out["redis_memory_limit"][1], str(redis).strip()))
 
     out["image_cache_quotas"] = _quotas(p["image_cache_quotas"])
 
@@ -249,6 +270,12 @@ def validate(params):
     else:
         budget_bytes = parse_size(budget, "memory_budget")
         out["memory_budget_rule"] = "given as %s" % budget
+        if budget_bytes < MIN_SIZE_BYTES:
+            text = str(budget).strip()
+            number = float(text) if text.replace(".", "", 1).isdigit() else None
+            hint = None if number is None else ("%g%%" % (number * 100) if number < 1 else text + "mb")
+            _fail("memory_budget", budget, "is %d bytes, under 1 MiB%s" % (
+                budget_bytes, ": did you mean %s?" % hint if hint else ""))
         if budget_bytes > out["memory_bytes"]:
             _fail("memory_budget", budget, "is above the host's memory (%s)" % human(out["memory_bytes"]))
     if budget_bytes <= 0:

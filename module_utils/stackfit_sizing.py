@@ -48,7 +48,7 @@ def plan(params):
         return _plan(params)
     except SizingError as exc:
         given = [k for k in AUTO_OPTIONS if str(params.get(k, "auto")).strip().lower() != "auto"]
-        if "cannot hold the stack" not in str(exc) or not given:
+        if "hold the stack" not in str(exc) or not given:
             raise
         try:
             auto = _plan(dict(params, **{k: "auto" for k in given}))
@@ -178,6 +178,15 @@ def _plan(params):
                 human(minimal), human(fixed["web"] + (est["gunicorn_worker"] if web else 0)),
                 human(service_bytes["worker"]), human(fixed["cache"]), human(fixed["monitor"])))
     fits = planned <= budget
+    if not fits and not p["allow_overcommit"]:
+        raise SizingError(
+            "memory_budget: %r (%s) does not hold the stack as given: planned %s (gunicorn %s, "
+            "celery %s, redis %s, monitor %s) is %s over it; lower the given values, raise "
+            "memory_budget, or set allow_overcommit: true" % (
+                params.get("memory_budget", DEFAULTS["memory_budget"]), human(budget),
+                human(planned), human(service_bytes["web"]), human(service_bytes["worker"]),
+                human(service_bytes["cache"]), human(service_bytes["monitor"]),
+                human(planned - budget)))
 
     for name in SERVICES:
         if name in services:
@@ -197,8 +206,7 @@ def _plan(params):
     else:
         explain.append("does not fit: planned %s > budget %s by %s%s." % (
             human(planned), human(budget), human(planned - budget),
-            "; allow_overcommit is true" if p["allow_overcommit"] else
-            "; the given values are kept as asked"))
+            "; allow_overcommit is true"))
 
     quota_bytes = {name: int(fraction * maxmemory) for name, fraction in
                    p["image_cache_quotas"].items()}

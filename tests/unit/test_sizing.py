@@ -62,12 +62,17 @@ def test_auto_workers_capped_by_memory_and_explained():
     assert any("capped to 6 by memory" in line for line in plan["explain"])
 
 
-def test_fixed_workers_that_do_not_fit_are_kept_and_flagged():
-    plan = sz.plan(dict(cpus=2, memory_bytes=1 * GIB, services=["web"], gunicorn_workers=40,
-                        memory_budget="25%"))
-    assert plan["gunicorn_workers"] == 40
-    assert plan["fits"] is False
-    assert any("does not fit" in line and "kept as asked" in line for line in plan["explain"])
+def test_fixed_workers_that_do_not_fit_fail_unless_overcommit_and_say_what_fits():
+    params = dict(cpus=2, memory_bytes=1 * GIB, services=["web"], gunicorn_workers=40,
+                  memory_budget="25%")
+    with pytest.raises(sz.SizingError) as exc:
+        sz.plan(params)
+    assert "does not hold the stack as given" in str(exc.value)
+    assert "With gunicorn_workers auto it fits: gunicorn_workers 3" in str(exc.value)
+    assert "-e stackfit_gunicorn_workers=auto" in str(exc.value)
+    plan = sz.plan(dict(params, allow_overcommit=True))
+    assert plan["gunicorn_workers"] == 40 and plan["fits"] is False
+    assert any("does not fit" in line and "allow_overcommit" in line for line in plan["explain"])
 
 
 def test_plan_that_cannot_fit_at_one_worker_fails_with_numbers_unless_overcommit():
@@ -177,7 +182,7 @@ def test_properties_of_any_plan(cpus, mem_mib, svc, redis, quotas, w, c, budget,
     try:
         plan = sz.plan(params)
     except sz.SizingError as exc:
-        assert "cannot hold the stack even at one worker" in str(exc)
+        assert "hold the stack" in str(exc)
         plan = sz.plan(dict(params, allow_overcommit=True))
         assert plan["fits"] is False
     if plan["fits"]:
