@@ -126,6 +126,7 @@ def describe(services, manager, layout=None, settings=None, environment="develop
                 "stop_timeout": grace + STOP_MARGIN["gunicorn"],
                 "reload_signal": "HUP",
                 "bind": "%s:%d" % (host, port) if ":" not in host else "[%s]:%d" % (host, port),
+                "bind_host": host,
                 "host": _connect_host(host),
                 "port": port,
                 # Ready: the port accepts and this many workers booted (they stay up).

@@ -42,7 +42,10 @@ def test_memory_report_requires_the_token(client, caplog, tmp_path, app_config):
     ok = client.get("/api/admin/system/memory", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
     assert ok.status_code == 200
     report = ok.get_json()
-    assert set(report) == {"system", "redis", "processes", "monitor"}
+    assert set(report) == {"system", "redis", "python_process", "processes", "monitor"}
+    # The seed's fields, beside stackfit's per-process PSS.
+    assert set(report["python_process"]) == {"pid", "memory_info", "cpu_percent"}
+    assert report["python_process"]["memory_info"]["rss"] > 0
     assert set(report["system"]) == {"total", "available", "used", "percent"}
     assert set(report["redis"]) == {"used_memory", "used_memory_human", "maxmemory", "maxmemory_human",
                                     "used_percent", "mem_fragmentation_ratio", "maxmemory_policy"}
@@ -107,3 +110,20 @@ def test_image_quota_evicts_oldest_first_over_http(client, redis_server):
     assert sum(len(r.get(k)) for k in r.keys("img:article:*")) <= QUOTA
     for key in r.keys("img*"):
         assert r.ttl(key) > 0, key
+
+
+def test_every_error_answers_json_as_the_seed_does(client):
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.is_json and "error" in missing.get_json()
+    wrong_method = client.post("/healthz")
+    assert wrong_method.status_code == 405 and wrong_method.get_json()["error"]
+
+
+def test_an_internal_error_of_the_memory_report_is_json_too(client, monkeypatch):
+    import app.web as web
+
+    def broken(*_):
+        raise RuntimeError("psutil could not read /proc/meminfo")
+    monkeypatch.setattr(web, "memory_report", broken)
+    response = client.get("/api/admin/system/memory", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+    assert response.status_code == 500 and response.get_json() == {"error": "internal error: RuntimeError"}

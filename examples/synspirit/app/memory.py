@@ -69,10 +69,22 @@ def monitor_report(path):
         return None
 
 
+def python_process():
+    """The seed's `python_process`: this worker's memory_info (RSS, VMS in bytes) and cpu_percent
+    (since its previous call in this process; the first call says 0.0, as psutil's does)."""
+    proc = psutil.Process()
+    info = proc.memory_info()
+    return {"pid": proc.pid, "memory_info": {"rss": info.rss, "vms": info.vms},
+            "cpu_percent": proc.cpu_percent(interval=None)}
+
+
 def memory_report(redis_client, monitor_path):
+    """The seed's fields (system, redis, python_process) and stackfit's: every process of this
+    service with its PSS, and the monitor's last report (every service's PSS, Redis' included)."""
     return {
         "system": system_memory(),
         "redis": redis_memory(redis_client.info("memory")),
+        "python_process": python_process(),
         "processes": process_tree(),
         "monitor": monitor_report(monitor_path),
     }

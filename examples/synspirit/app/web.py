@@ -7,6 +7,7 @@ import logging
 
 import redis
 from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from app import image_cache
 from app.config import load_config, normalize
@@ -31,6 +32,9 @@ def create_app(config=None):
     app.add_url_rule("/api/images/<category>/<name>", view_func=put_image, methods=["PUT"])
     app.add_url_rule("/api/images/<category>/<name>", view_func=get_image, methods=["GET"])
     app.register_error_handler(redis.RedisError, redis_down)
+    # As the seed's endpoint does: every error answers JSON {"error": ...}, never an HTML page.
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, internal_error)
     return app
 
 
@@ -63,6 +67,15 @@ def error(status, message):
     response = jsonify({"error": message})
     response.status_code = status
     return response
+
+
+def http_error(exc):
+    return error(exc.code or 500, exc.description or exc.name)
+
+
+def internal_error(exc):
+    log.exception("unhandled error: %s", type(exc).__name__)
+    return error(500, "internal error: %s" % type(exc).__name__)
 
 
 def redis_down(exc):

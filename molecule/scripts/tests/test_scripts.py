@@ -149,3 +149,25 @@ def test_stop_sh_stops_everything_and_the_start_scripts_bring_it_back(host, app)
         assert pid and pid != pids[name] and _alive(host, pid), name
     again = lib.app_python(host, lib.CELERY_ROUND_TRIP)
     assert again.rc == 0 and again.stdout.split()[-1] == "5", again.stderr[-2000:]
+
+
+def test_start_production_sh_runs_as_the_seeds_script(host):
+    """The seed's production script by its name: --preload, and API_HOST/API_PORT when set."""
+    pidfile = PIDFILES["gunicorn"][0]
+    stopped = host.run(f"{lib.BIN_DIR}/stackfit-daemon stop gunicorn {pidfile} --timeout 35")
+    assert stopped.rc == 0, stopped.stderr
+    started = host.run(f"API_HOST=127.0.0.1 API_PORT=5002 {lib.BIN_DIR}/start_production.sh")
+    assert started.rc == 0, started.stdout + started.stderr
+    try:
+        pid = _pid(host, pidfile)
+        args = host.check_output("ps -o args= -p %s", str(pid))
+        assert "--preload" in args and "--bind 127.0.0.1:5002" in args, args
+        assert _wait(lambda: lib.http_get(host, "/healthz", port=5002)[0] == 200 if host.run(
+            "python3 -c %s", "import socket; socket.create_connection(('127.0.0.1', 5002), 2)").rc == 0
+            else False, 60)
+    finally:
+        host.run(f"{lib.BIN_DIR}/stackfit-daemon stop gunicorn {pidfile} --timeout 35")
+        assert host.run(f"{lib.BIN_DIR}/start.sh").rc == 0  # as converge left it
+    assert _wait(lambda: lib.http_get(host, "/healthz")[0] == 200 if host.run(
+        "python3 -c %s", "import socket; socket.create_connection(('127.0.0.1', 5001), 2)").rc == 0
+        else False, 60)
