@@ -187,10 +187,13 @@ def test_fewer_workers_reload_gunicorn_alone_without_a_failed_request(stack):
         time.sleep(1)
     print("requests during the reload: %d ok, %d failed" % (load.ok, load.failed))
     assert load.ok > 0 and load.failed == 0, load.errors
+    # The monitor follows the web service's new MemoryHigh (its headroom report): its loop restarts.
     assert set(changed_tasks(out)) == {"stackfit : Record the host's plan",
                                        "app : Render the app's configuration",
                                        "gunicorn : Render Gunicorn's configuration",
-                                       "gunicorn : Reload gunicorn"}
+                                       "gunicorn : Reload gunicorn",
+                                       "monitor : Render the monitor's configuration",
+                                       "monitor : Restart monitor"}
     assert pid("gunicorn") == gunicorn_before  # a HUP, not a restart
     assert pid("celery") == celery_before      # Celery untouched
     playbook("site.yml")
