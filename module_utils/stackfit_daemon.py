@@ -17,7 +17,9 @@ Standard library only; no Ansible imports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import fcntl
 import os
 import signal
 import socket
@@ -242,8 +244,30 @@ def as_user(user):
     return preexec
 
 
+@contextlib.contextmanager
+def locked(pidfile):
+    """One start or stop of a service at a time, whoever asks (a start script, stop.sh, the
+    supervisor, the stackfit_service module): an exclusive flock on ``<pidfile>.lock``, opened
+    without following a link (the run directory may be the service user's)."""
+    directory = os.path.dirname(pidfile) or "."
+    if not os.path.isdir(directory):
+        yield
+        return
+    fd = os.open(pidfile + ".lock", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def launch(name, pidfile, log, argv, user=None, cwd=None, env=None, match=None,
            check_seconds=LAUNCH_CHECK_SECONDS):
+    with locked(pidfile):
+        return _launch(name, pidfile, log, argv, user, cwd, env, match, check_seconds)
+
+
+def _launch(name, pidfile, log, argv, user, cwd, env, match, check_seconds):
     """Start ``argv`` detached (own session, stdin closed, output appended to ``log``), as
     ``user`` when given, and write its pid. A no-op when the pidfile names a live service.
 
@@ -288,6 +312,11 @@ def stop(pidfile, sig=signal.SIGTERM, timeout=60, match=None):
 
     Returns the pid it stopped, or None when it was not running (a stale pidfile is removed).
     """
+    with locked(pidfile):
+        return _stop(pidfile, sig, timeout, match)
+
+
+def _stop(pidfile, sig, timeout, match):
     pid = running_pid(pidfile, match)
     if not pid:
         remove_stale(pidfile, match)

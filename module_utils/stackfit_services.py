@@ -13,9 +13,12 @@ from __future__ import annotations
 
 # The plan's services (inventory groups) and the program that serves each.
 PROGRAMS = {"web": "gunicorn", "worker": "celery", "cache": "redis", "monitor": "monitor"}
-# Stop order: nothing new is measured, then no new requests, then running tasks finish, then the
-# queue they read from.
-STOP_ORDER = ("monitor", "gunicorn", "celery", "redis")
+# Stop order: nothing is brought back (the supervisor, without systemd), nothing new is measured,
+# then no new requests, then running tasks finish, then the queue they read from.
+STOP_ORDER = ("supervisor", "monitor", "gunicorn", "celery", "redis")
+# Without systemd, stackfit-supervisor restarts a service that died (root's: its state lives in a
+# root-owned directory, never the app user's /run/stackfit).
+SUPERVISOR_DIR = "/run/stackfit-supervisor"
 MANAGERS = ("systemd", "script")
 
 DEFAULT_LAYOUT = {
@@ -101,7 +104,7 @@ def describe(services, manager, layout=None, settings=None, environment="develop
         raise ServiceError("settings: %s unknown (known: %s)" % (", ".join(unknown), ", ".join(DEFAULT_SETTINGS)))
     systemd = manager == "systemd"
     bin_dir, log_dir, config_dir = lay["bin_dir"], lay["log_dir"], lay["config_dir"]
-    programs = [PROGRAMS[s] for s in services]
+    programs = [PROGRAMS[s] for s in services] + ([] if systemd else ["supervisor"])
     units = {}
 
     def run_dir(unit):
@@ -185,6 +188,21 @@ def describe(services, manager, layout=None, settings=None, environment="develop
                           "/etc/redis/stackfit-memory.conf"],
                 "writable": ["/var/lib/redis", "/var/log/redis"],
             }
+        elif name == "supervisor":
+            units[name] = {
+                "unit": None,
+                "pidfile": SUPERVISOR_DIR + "/supervisor.pid",
+                "match": "stackfit-supervisor",
+                "start": [bin_dir + "/start_supervisor.sh"],
+                "stop_signal": "TERM",
+                "stop_timeout": 5,
+                "reload_signal": None,
+                "state": SUPERVISOR_DIR + "/supervisor.json",
+                "logs": {"out": "/var/log/stackfit-supervisor.log"},
+                "files": [],
+                "purge": ["/var/log/stackfit-supervisor.log", SUPERVISOR_DIR],
+                "writable": [SUPERVISOR_DIR],
+            }
         else:
             units[name] = {
                 # Under systemd a timer starts one run every interval; elsewhere a shell loop.
@@ -207,6 +225,10 @@ def describe(services, manager, layout=None, settings=None, environment="develop
         units[name]["manager"] = manager
     if "monitor" in units:
         # What the monitor measures: every other service of this host, found by its pidfile.
-        units["monitor"]["watch"] = {name: {"pidfile": unit["pidfile"], "match": unit["match"]}
-                                     for name, unit in units.items() if name != "monitor"}
+        units["monitor"]["watch"] = {name: {"pidfile": unit["pidfile"], "match": unit["match"],
+                                            "unit": unit["unit"], "log": unit["logs"]["out"]}
+                                     for name, unit in units.items()
+                                     if name not in ("monitor", "supervisor")}
+        if "supervisor" in units:
+            units["monitor"]["supervisor_state"] = units["supervisor"]["state"]
     return units

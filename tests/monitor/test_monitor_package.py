@@ -124,7 +124,7 @@ def test_the_config_refuses_an_interval_over_a_day():
          monitor_interval=1800),
     dict(cpus=8, memory_bytes=16 * 1024 ** 3, redis_memory_limit="1gb", memory_budget="75%",
          monitor_adaptive=True, services=["cache", "monitor"]),
-    dict(cpus=1, memory_bytes=512 * 1024 ** 2, redis_memory_limit="1", monitor_interval=10,
+    dict(cpus=1, memory_bytes=512 * 1024 ** 2, redis_memory_limit="1mb", monitor_interval=10,
          allow_overcommit=True),
 ])
 def test_the_plans_monitor_section_is_a_valid_configuration(params):

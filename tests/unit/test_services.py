@@ -10,7 +10,7 @@ ALL = ["web", "worker", "cache", "monitor"]
 
 def test_every_service_in_stop_order_with_what_its_control_needs():
     units = ss.describe(ALL, "script")
-    assert list(units) == ["monitor", "gunicorn", "celery", "redis"]
+    assert list(units) == ["supervisor", "monitor", "gunicorn", "celery", "redis"]
     for name, unit in units.items():
         assert unit["pidfile"].startswith("/run/") and unit["start"] and unit["stop_timeout"] > 0
         assert unit["logs"] and unit["match"] and unit["manager"] == "script", name
@@ -18,13 +18,18 @@ def test_every_service_in_stop_order_with_what_its_control_needs():
     assert units["gunicorn"]["port"] == 5001 and units["gunicorn"]["host"] == "127.0.0.1"
     assert units["gunicorn"]["stop_timeout"] == 35 and units["gunicorn"]["reload_signal"] == "HUP"
     assert units["celery"]["stop_timeout"] == 330 and units["celery"]["ready_log"]
-    assert units["monitor"]["watch"] == {n: {"pidfile": units[n]["pidfile"], "match": units[n]["match"]}
+    assert units["monitor"]["watch"] == {n: {"pidfile": units[n]["pidfile"], "match": units[n]["match"],
+                                             "unit": units[n]["unit"], "log": units[n]["logs"]["out"]}
                                          for n in ("gunicorn", "celery", "redis")}
+    # The supervisor, first to stop, keeps its state in a directory of root's.
+    assert units["supervisor"]["state"].startswith("/run/stackfit-supervisor/")
+    assert units["monitor"]["supervisor_state"] == units["supervisor"]["state"]
     assert all(isinstance(unit["purge"], list) for unit in units.values())
 
 
 def test_systemd_services_keep_their_pidfiles_in_their_units_runtime_directory():
     units = ss.describe(ALL, "systemd")
+    assert "supervisor" not in units  # systemd restarts them (Restart=, StartLimit*)
     assert units["gunicorn"]["pidfile"] == "/run/stackfit-gunicorn/gunicorn.pid"
     assert units["celery"]["pidfile"] == "/run/stackfit-celery/celery.pid"
     assert "/etc/systemd/system/stackfit-gunicorn.service" in units["gunicorn"]["files"]
@@ -33,10 +38,11 @@ def test_systemd_services_keep_their_pidfiles_in_their_units_runtime_directory()
 
 def test_only_the_hosts_services_and_the_profiles_start_script():
     units = ss.describe(["web", "monitor"], "script", environment="production")
-    assert list(units) == ["monitor", "gunicorn"]
+    assert list(units) == ["supervisor", "monitor", "gunicorn"]
     assert units["gunicorn"]["start"] == ["/opt/stackfit/bin/start_production.sh"]
-    assert units["monitor"]["watch"] == {"gunicorn": {"pidfile": "/run/stackfit/gunicorn.pid",
-                                                      "match": "gunicorn"}}
+    assert units["monitor"]["watch"] == {"gunicorn": {
+        "pidfile": "/run/stackfit/gunicorn.pid", "match": "gunicorn", "unit": "stackfit-gunicorn.service",
+        "log": "/var/log/stackfit/gunicorn.out"}}
 
 
 def test_layout_and_settings_shape_the_description():

@@ -105,12 +105,16 @@ def validate_config(raw):
         raise ConfigError("config: the top level must be a JSON object, got %s"
                           % type(raw).__name__)
     top = {"environment", "output_dir", "interval", "redis", "services", "history",
-           "adaptive", "celery_recycle"}
+           "adaptive", "celery_recycle", "manager", "supervisor_state"}
     unknown = _unknown(raw, top)
     if unknown:
         _fail(unknown[0], raw[unknown[0]], "a known key (allowed: %s)" % ", ".join(sorted(top)))
     cfg = {}
     cfg["environment"] = _str("", raw, "environment", "development")
+    cfg["manager"] = _str("", raw, "manager", "script")
+    if cfg["manager"] not in ("script", "systemd"):
+        _fail("manager", cfg["manager"], "script or systemd")
+    cfg["supervisor_state"] = _str("", raw, "supervisor_state", None, nullable=True)
     output_dir = _str("", raw, "output_dir", required=True)
     if not os.path.isabs(output_dir):
         _fail("output_dir", output_dir, "an absolute path")
@@ -141,16 +145,18 @@ def validate_config(raw):
             _fail(key, name, "a service name of [a-z][a-z0-9_]* other than 'monitor'")
         if not isinstance(spec, dict):
             _fail(key, spec, "an object with a pidfile")
-        extra = _unknown(spec, {"pidfile", "match", "memory_high"})
+        extra = _unknown(spec, {"pidfile", "match", "memory_high", "unit", "log"})
         if extra:
             _fail("%s.%s" % (key, extra[0]), spec[extra[0]],
-                  "a known key (allowed: pidfile, match, memory_high)")
+                  "a known key (allowed: pidfile, match, memory_high, unit, log)")
         pidfile = _str(key, spec, "pidfile", required=True)
         if not os.path.isabs(pidfile):
             _fail(key + ".pidfile", pidfile, "an absolute path")
         cfg["services"][name] = {"pidfile": pidfile, "match": _str(key, spec, "match", None, nullable=True),
                                  "memory_high": _int(key, spec, "memory_high", None, minimum=1,
-                                                     nullable=True)}
+                                                     nullable=True),
+                                 "unit": _str(key, spec, "unit", None, nullable=True),
+                                 "log": _str(key, spec, "log", None, nullable=True)}
 
     history = _section(raw, "history", {"max_bytes", "leak_samples", "leak_min_growth_bytes"})
     cfg["history"] = {

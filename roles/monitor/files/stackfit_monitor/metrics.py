@@ -59,6 +59,18 @@ def render_prom(report):
            [({"service": name}, entry["rss"]) for name, entry in services])
     family("stackfit_service_processes", "gauge", "Processes in the service's tree.",
            [({"service": name}, len(entry["pids"])) for name, entry in services])
+    supervised = sorted((report.get("supervision") or {}).get("services", {}).items())
+    family("stackfit_service_restarts_total", "counter",
+           "Restarts of the service (systemd's NRestarts, or stackfit-supervisor's count).",
+           [({"service": name}, entry.get("restarts")) for name, entry in supervised])
+    family("stackfit_service_given_up", "gauge",
+           "1 when the supervisor gave up on the service (5 failed starts in 60 s).",
+           [({"service": name}, entry.get("state") == "fatal") for name, entry in supervised
+            if "state" in entry and report["supervision"]["manager"] == "script"])
+    supervisor = (report.get("supervision") or {}).get("supervisor")
+    if supervisor is not None:
+        family("stackfit_supervisor_up", "gauge", "1 when stackfit-supervisor runs.",
+               [({}, supervisor.get("running"))])
     family("stackfit_service_headroom_bytes", "gauge",
            "MemoryHigh minus PSS, bytes (negative: the plan is too small; measure and re-plan).",
            [({"service": name}, room) for name, room in sorted(report.get("headroom_bytes", {}).items())])

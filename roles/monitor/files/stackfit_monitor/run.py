@@ -3,6 +3,7 @@ import os
 import time
 
 from .closedloop import feed_store, headroom, recycle_gunicorn_worker
+from .supervision import supervision
 from .errors import RedisError, is_int as _is_int, log
 from .files import (ADAPTIVE_STATE_NAME, HISTORY_NAME, PROM_NAME, RECYCLE_STATE_NAME, REPORT_NAME,
                     atomic_write, ensure_output_dir, read_state, write_json)
@@ -175,6 +176,7 @@ def run_once(cfg, memory_percent=None, now=None):
         "headroom_bytes": rooms,
         "plan_too_small": too_small,
         "measurements": measurements,
+        "supervision": supervision(cfg, processes),
         "monitor": self_usage(),
     }
     write_json(os.path.join(output_dir, REPORT_NAME), report)
