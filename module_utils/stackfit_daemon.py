@@ -280,14 +280,19 @@ def _launch(name, pidfile, log, argv, user, cwd, env, match, check_seconds):
     remove_stale(pidfile, match)
     since = log_sizes([log])
     preexec = as_user(user)
+    owner = None
+    if user and os.geteuid() == 0:
+        import pwd
+        entry = pwd.getpwnam(user)
+        owner = (entry.pw_uid, entry.pw_gid)
     run_dir = os.path.dirname(pidfile)
     if not os.path.isdir(run_dir):  # /run is a tmpfs: gone after a reboot
         os.makedirs(run_dir, 0o755)
-        if user and os.geteuid() == 0:
-            import pwd
-            entry = pwd.getpwnam(user)
-            os.chown(run_dir, entry.pw_uid, entry.pw_gid)
+        if owner:
+            os.chown(run_dir, *owner)
     with open_log(log) as out:
+        if owner:  # its log is the service's own (the monitor reads it); by fd, never by path
+            os.fchown(out.fileno(), *owner)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec,
                                 close_fds=True)
