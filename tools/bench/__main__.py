@@ -11,7 +11,7 @@ from pathlib import Path
 from . import __doc__ as PACKAGE_DOC
 from .closedloop import measure_closed_loop
 from .common import ROOT, WRK, dump, log
-from .measure import machine, measure_monitor
+from .measure import machine, measure_monitor, measure_supervisor
 from .provision import measure_provisioning, playbook
 from .report import charts, evaluate, report
 from .sweep import measure_points, plans
@@ -79,6 +79,7 @@ def main(argv=None):
         results["provisioning"] = measure_provisioning(opts)  # ends with the dev stack up
         log("monitor")
         results["monitor"] = measure_monitor(opts.monitor_runs)
+        results["supervisor"] = measure_supervisor()
         log("closed loop")
         # The smoke run takes the sample app only: tests/e2e/test_closed_loop.py covers both.
         results["closed_loop"] = (measure_closed_loop(3, ("sample",)) if opts.smoke

@@ -290,6 +290,16 @@ def measure_monitor(count):
             **{key: statistics.median(r[key] for r in results) for key in ("cpu", "user", "sys", "maxrss", "wall")}}
 
 
+def measure_supervisor():
+    """PSS and RSS (MiB) of stackfit-supervisor on the dev stack (hosts without systemd)."""
+    try:
+        with open("/run/stackfit-supervisor/supervisor.pid", encoding="ascii") as handle:
+            info = psutil.Process(int(handle.read().split()[0])).memory_full_info()
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+    return {"pss": info.pss / MIB, "rss": info.rss / MIB}
+
+
 def _first_line(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]

@@ -259,6 +259,10 @@ def report(out, results, files, opts):
             len(mon["runs"]), mon["cpu"], mon["user"], mon["sys"], mon["maxrss"], mon["wall"]),
         "",
     ]
+    sup = results.get("supervisor")
+    if sup:
+        lines += ["stackfit-supervisor (restarts a service that dies, without systemd), resident on the "
+                  "dev stack: PSS %.1f MiB, RSS %.1f MiB." % (sup["pss"], sup["rss"]), ""]
     if results.get("closed_loop"):
         from .closedloop import table
         loop = results["closed_loop"]
