@@ -1,0 +1,57 @@
+"""Gunicorn worker recycling never drops a request: with max_requests a worker is replaced while
+another covers for it, and on a single worker the plan turns recycling off (its replacement would
+drop the requests in flight: gunicorn 27's gevent worker closes the listener under them, "OSError
+[Errno 9] Bad file descriptor" at listener.getsockname()). On this machine's dev stack."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from test_dev_stack import Load, playbook, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
+
+ERROR_LOG = "/var/log/stackfit/gunicorn-error.log"
+
+
+def plan():
+    with open("/etc/stackfit/plan.json", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def booted():
+    """Worker boots logged so far ("Booting worker with pid")."""
+    try:
+        with open(ERROR_LOG, encoding="utf-8", errors="replace") as handle:
+            return len(re.findall(r"Booting worker with pid", handle.read()))
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore():
+    yield
+    playbook("site.yml")
+
+
+def test_a_single_worker_gets_no_recycling():
+    playbook("site.yml", "-e", "stackfit_gunicorn_workers=1", "-e", "stackfit_gunicorn_max_requests=50")
+    assert plan()["gunicorn_max_requests"] == 0
+    assert any(line.startswith("gunicorn_max_requests = 0: recycling off with one worker")
+               for line in plan()["explain"])
+    with open("/etc/stackfit/gunicorn.conf.py", encoding="utf-8") as handle:
+        assert "max_requests = 0\n" in handle.read()
+
+
+def test_ten_recycles_under_load_with_cover_fail_no_request():
+    playbook("site.yml", "-e", "stackfit_gunicorn_workers=2", "-e", "stackfit_gunicorn_max_requests=100")
+    assert plan()["gunicorn_max_requests"] == 100
+    before = booted()
+    with Load(90) as load:
+        assert wait_for(lambda: booted() - before >= 10, 85, 0.5), booted() - before
+    recycles = booted() - before
+    print("%d worker recycles under load: %d requests ok, %d failed" % (recycles, load.ok, load.failed))
+    assert recycles >= 10 and load.ok > 0 and load.failed == 0, load.errors
