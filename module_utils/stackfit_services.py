@@ -198,8 +198,10 @@ def describe(services, manager, layout=None, settings=None, environment="develop
                 "stop_timeout": 5,
                 "reload_signal": None,
                 "state": SUPERVISOR_DIR + "/supervisor.json",
+                # What it watches (below): it is restarted when this file changes, not the plan.
+                "config": config_dir + "/supervisor.json",
                 "logs": {"out": "/var/log/stackfit-supervisor.log"},
-                "files": [],
+                "files": [config_dir + "/supervisor.json"],
                 "purge": ["/var/log/stackfit-supervisor.log", SUPERVISOR_DIR],
                 "writable": [SUPERVISOR_DIR],
             }
@@ -231,4 +233,11 @@ def describe(services, manager, layout=None, settings=None, environment="develop
                                      if name not in ("monitor", "supervisor")}
         if "supervisor" in units:
             units["monitor"]["supervisor_state"] = units["supervisor"]["state"]
+    if "supervisor" in units:
+        # What the supervisor restarts, in start order: a new worker count leaves it alone.
+        units["supervisor"]["watch"] = {
+            "manager": manager,
+            "stop_order": [name for name in STOP_ORDER if name in units and name != "supervisor"],
+            "units": {name: {"pidfile": unit["pidfile"], "match": unit["match"], "start": unit["start"]}
+                      for name, unit in units.items() if name != "supervisor"}}
     return units

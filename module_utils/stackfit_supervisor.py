@@ -62,7 +62,7 @@ except ImportError:
         is_alive, start_time, trusted_pid, wait_until = (
             _daemon.is_alive, _daemon.start_time, _daemon.trusted_pid, _daemon.wait_until)
 
-DEFAULT_PLAN = "/etc/stackfit/plan.json"
+DEFAULT_PLAN = "/etc/stackfit/supervisor.json"  # the services part of the plan (its "watch")
 DEFAULT_STATE = "/run/stackfit-supervisor/supervisor.json"
 SELF = "supervisor"
 GRACE = 0.5            # s down before a start (a restart by others has shown itself by then)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run named commands at the same time, each output line prefixed with its name; print each one's
+# time and status at the end; fail when any failed. `make test` runs pytest (this machine) beside
+# the Molecule scenarios (their own containers, storage and networks) with it.
+#
+#   tools/together.sh NAME 'COMMAND' [NAME 'COMMAND'...]
+set -uo pipefail
+(($# >= 2 && $# % 2 == 0)) || { echo "usage: $0 NAME COMMAND [NAME COMMAND...]" >&2; exit 2; }
+
+dir="$(mktemp -d)"
+trap 'kill 0 2> /dev/null; rm -rf "$dir"' INT TERM
+names=() pids=()
+while (($#)); do
+  name=$1 command=$2
+  shift 2
+  names+=("$name")
+  (
+    s=$SECONDS
+    bash -o pipefail -c "$command" 2>&1 | sed -u "s/^/[$name] /"
+    status=${PIPESTATUS[0]}
+    echo "$name: exit $status after $((SECONDS - s)) s" > "$dir/$name"
+    exit "$status"
+  ) &
+  pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+printf '\n== phases run together\n'
+for name in "${names[@]}"; do cat "$dir/$name" 2> /dev/null || echo "$name: no status"; done
+rm -rf "$dir"
+exit "$failed"
