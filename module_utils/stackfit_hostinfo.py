@@ -7,33 +7,73 @@ No Ansible imports: plain pytest tests this file.
 from __future__ import annotations
 
 import os
+import re
 
 # cgroup v1 reports "no limit" as a page-aligned value near 2**63; anything this large is no limit.
 V1_UNLIMITED_THRESHOLD = 2 ** 62
 V1_CPU_DIRS = ("cpu,cpuacct", "cpu", "cpuacct,cpu")
 V1_MEMORY_DIRS = ("memory",)
+# The /proc/meminfo fields host_facts uses: each must be "<digits> kB" when present.
+MEMINFO_FIELDS = ("MemTotal", "MemAvailable", "MemFree", "SwapTotal")
+# A MemTotal over this (2**50 kB = 1 EiB) is no real machine: a corrupt or fake file.
+MEMTOTAL_MAX_KB = 2 ** 50
+
+
+class HostInfoError(ValueError):
+    """A host file that is unreadable or malformed: the message names the file and its content."""
+
+
+def _bad(path, text, expected):
+    return HostInfoError("%s: %r is not %s" % (path, text, expected))
 
 
 def _read(path):
+    """The file's stripped text; None when it does not exist (a cgroup without that control).
+    Any other failure to read it is a HostInfoError naming the file."""
     try:
         with open(path, encoding="ascii") as handle:
             return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise HostInfoError("%s: cannot read: %s" % (path, exc.strerror or exc)) from None
+    except UnicodeDecodeError:
+        raise HostInfoError("%s: not ASCII text" % path) from None
+
+
+def _read_lenient(path):
+    """Like _read, but None on any failure: for files whose absence only changes a label."""
+    try:
+        return _read(path)
+    except HostInfoError:
         return None
 
 
-def parse_meminfo(text):
-    """Return {field: bytes} from /proc/meminfo text (values are in kB)."""
+def _int_of(path, text, expected="an integer"):
+    if text is None or not re.fullmatch(r"-?[0-9]+", text):
+        raise _bad(path, text, expected)
+    return int(text)
+
+
+def parse_meminfo(text, source="/proc/meminfo"):
+    """Return {field: bytes} from /proc/meminfo text (values are in kB).
+
+    The fields host_facts uses (MEMINFO_FIELDS) must read "<digits> kB": anything else fails naming
+    ``source`` and the line. Other lines that do not parse are skipped, as before."""
     result = {}
     for line in text.splitlines():
         name, _, rest = line.partition(":")
+        name = name.strip()
         parts = rest.split()
+        if name in MEMINFO_FIELDS and (len(parts) != 2 or not parts[0].isdigit()
+                                       or parts[1] != "kB"):
+            raise _bad(source, line, "'%s: <digits> kB'" % name)
         if not parts or not parts[0].isdigit():
             continue
         value = int(parts[0])
         if len(parts) > 1 and parts[1].lower() == "kb":
             value *= 1024
-        result[name.strip()] = value
+        result[name] = value
     return result
 
 
@@ -55,34 +95,53 @@ def parse_proc_cgroup(text):
     return v1, v2
 
 
-def parse_cpu_max(text):
-    """cgroup v2 cpu.max: "max 100000" -> None, "150000 100000" -> 1.5."""
-    if not text:
+def parse_cpu_max(text, path="cpu.max"):
+    """cgroup v2 cpu.max: "max 100000" -> None, "150000 100000" -> 1.5; None (no file) -> None.
+
+    Anything else (empty, one field, a quota or period <= 0, not integers) is a HostInfoError
+    naming ``path`` and the text."""
+    if text is None:
         return None
+    expected = "'max <period>' or '<quota> <period>' with positive integers"
     parts = text.split()
-    if parts[0] == "max" or len(parts) < 2:
+    if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) <= 0:
+        raise _bad(path, text, expected)
+    if parts[0] == "max":
         return None
-    quota, period = int(parts[0]), int(parts[1])
-    if quota <= 0 or period <= 0:
-        return None
-    return quota / period
+    if not parts[0].isdigit() or int(parts[0]) <= 0:
+        raise _bad(path, text, expected)
+    return int(parts[0]) / int(parts[1])
 
 
-def parse_cfs(quota_text, period_text):
-    """cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us; -1 means no quota."""
-    if quota_text is None or period_text is None:
+def parse_cfs(quota_text, period_text, directory=""):
+    """cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us; -1 means no quota, and so does a missing
+    quota file. Anything else but positive integers is a HostInfoError naming the file (in
+    ``directory``) and the text."""
+    quota_path = os.path.join(directory, "cpu.cfs_quota_us")
+    period_path = os.path.join(directory, "cpu.cfs_period_us")
+    if quota_text is None:
         return None
-    quota, period = int(quota_text), int(period_text)
-    if quota <= 0 or period <= 0:
+    quota = _int_of(quota_path, quota_text, "-1 or a positive integer")
+    if quota == 0 or quota < -1:
+        raise _bad(quota_path, quota_text, "-1 or a positive integer")
+    if period_text is None and quota == -1:
         return None
-    return quota / period
+    period = _int_of(period_path, period_text, "a positive integer")
+    if period <= 0:
+        raise _bad(period_path, period_text, "a positive integer")
+    return None if quota == -1 else quota / period
 
 
-def parse_memory_limit(text):
-    """cgroup memory limit (v2 memory.max or v1 memory.limit_in_bytes) -> bytes, None = no limit."""
-    if not text or text == "max":
+def parse_memory_limit(text, path="memory.max"):
+    """cgroup memory limit (v2 memory.max or v1 memory.limit_in_bytes) -> bytes, None = no limit.
+
+    No limit is the literal "max", a v1 value near 2**63, or no file at all; an empty file, a
+    negative number or a non-integer is a HostInfoError naming ``path`` and the text."""
+    if text is None or text == "max":
         return None
-    value = int(text)
+    value = _int_of(path, text, "'max' or a byte count")
+    if value < 0:
+        raise _bad(path, text, "'max' or a byte count")
     if value >= V1_UNLIMITED_THRESHOLD:
         return None
     return value
@@ -104,18 +163,25 @@ def _binding(dirs, limit_name, usage_name):
     and the usage of that same cgroup (a service's own cgroup under systemd holds only the service; the
     limit that binds it is the container's or the machine's). Without a limit: (None, the own
     cgroup's usage)."""
-    limits = [(parse_memory_limit(_read(os.path.join(d, limit_name))), d) for d in dirs]
+    limits = [(parse_memory_limit(_read(os.path.join(d, limit_name)), os.path.join(d, limit_name)),
+               d) for d in dirs]
     limits = [(limit, d) for limit, d in limits if limit is not None]
     where = min(limits)[1] if limits else (dirs[0] if dirs else None)
-    usage = _read(os.path.join(where, usage_name)) if where else None
-    usage = int(usage) if usage and usage.isdigit() else None
+    usage_path = os.path.join(where, usage_name) if where else None
+    usage = _read(usage_path) if where else None
     if usage is not None:
+        usage = _int_of(usage_path, usage, "a byte count")
+        if usage < 0:
+            raise _bad(usage_path, str(usage), "a byte count")
         # The working set, as the kubelet counts it: usage less the inactive page cache, which the
         # kernel reclaims before it OOM-kills anything.
-        stat = dict(line.split()[:2] for line in (_read(os.path.join(where, "memory.stat")) or "")
+        stat_path = os.path.join(where, "memory.stat")
+        stat = dict(line.split()[:2] for line in (_read(stat_path) or "")
                     .splitlines() if len(line.split()) >= 2)
-        inactive = stat.get("total_inactive_file", stat.get("inactive_file", "0"))
-        usage = max(0, usage - int(inactive)) if inactive.isdigit() else usage
+        key = "total_inactive_file" if "total_inactive_file" in stat else "inactive_file"
+        if key in stat and not stat[key].isdigit():
+            raise _bad(stat_path, "%s %s" % (key, stat[key]), "'%s <byte count>'" % key)
+        usage = max(0, usage - int(stat.get(key, "0")))
     return (min(limits)[0] if limits else None), usage
 
 
@@ -167,7 +233,7 @@ def read_cgroup_limits(proc_root="/proc", cgroup_root="/sys/fs/cgroup"):
         result["cgroup_version"] = 1
         if v1_cpu and "cpu" in v1_paths:
             quotas = [parse_cfs(_read(os.path.join(d, "cpu.cfs_quota_us")),
-                                _read(os.path.join(d, "cpu.cfs_period_us")))
+                                _read(os.path.join(d, "cpu.cfs_period_us")), d)
                       for d in _ancestors(v1_cpu, v1_paths["cpu"])]
             result["cpu_quota"] = _min_limit(quotas)
         if v1_mem and "memory" in v1_paths:
@@ -176,7 +242,8 @@ def read_cgroup_limits(proc_root="/proc", cgroup_root="/sys/fs/cgroup"):
     elif use_v2:
         result["cgroup_version"] = 2
         dirs = _ancestors(v2_base, v2_path)
-        result["cpu_quota"] = _min_limit(parse_cpu_max(_read(os.path.join(d, "cpu.max"))) for d in dirs)
+        result["cpu_quota"] = _min_limit(parse_cpu_max(_read(os.path.join(d, "cpu.max")),
+                                                       os.path.join(d, "cpu.max")) for d in dirs)
         result["memory_limit_bytes"], result["memory_usage_bytes"] = _binding(
             dirs, "memory.max", "memory.current")
     return result
@@ -214,17 +281,22 @@ def missing_packages(names, dpkg_query="dpkg-query"):
 
 
 def service_manager(proc_root="/proc"):
-    return "systemd" if _read(os.path.join(proc_root, "1", "comm")) == "systemd" else "none"
+    return "systemd" if _read_lenient(os.path.join(proc_root, "1", "comm")) == "systemd" else "none"
 
 
 def host_facts(proc_root="/proc", cgroup_root="/sys/fs/cgroup", affinity=None, cpu_count=None):
     """Everything stackfit_host reports. ``affinity``/``cpu_count`` default to this process's."""
-    meminfo_text = _read(os.path.join(proc_root, "meminfo"))
+    meminfo_path = os.path.join(proc_root, "meminfo")
+    meminfo_text = _read(meminfo_path)
     if meminfo_text is None:
-        raise ValueError("cannot read %s" % os.path.join(proc_root, "meminfo"))
-    meminfo = parse_meminfo(meminfo_text)
+        raise HostInfoError("cannot read %s: it does not exist" % meminfo_path)
+    meminfo = parse_meminfo(meminfo_text, meminfo_path)
     if "MemTotal" not in meminfo:
-        raise ValueError("no MemTotal in %s" % os.path.join(proc_root, "meminfo"))
+        raise HostInfoError("no MemTotal in %s (content starts %r)" % (
+            meminfo_path, meminfo_text[:80]))
+    if not 0 < meminfo["MemTotal"] <= MEMTOTAL_MAX_KB * 1024:
+        raise _bad(meminfo_path, "MemTotal: %d kB" % (meminfo["MemTotal"] // 1024),
+                   "a MemTotal between 1 kB and 2**50 kB")
     cg = read_cgroup_limits(proc_root, cgroup_root)
     affinity = affinity_cpus() if affinity is None else affinity
     cpu_count = online_cpus() if cpu_count is None else cpu_count

@@ -145,7 +145,7 @@ def test_missing_meminfo_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("text,expected", [("max 100000", None), ("150000 100000", 1.5),
-                                           ("", None), ("50000 100000", 0.5)])
+                                           (None, None), ("50000 100000", 0.5)])
 def test_parse_cpu_max(text, expected):
     assert hi.parse_cpu_max(text) == expected
 

@@ -11,7 +11,8 @@ def system_memory():
     """The memory that binds this stack: the machine's (/proc/meminfo through psutil) or, where a
     cgroup limit is smaller (a container, a slice), that cgroup's limit and usage (the same rules
     as stackfit_host_facts). Under a sandbox that hides /proc/meminfo (ProcSubset=pid) the cgroup
-    alone answers; ``source`` says which."""
+    alone answers; ``source`` says which. A malformed cgroup file is skipped (``cgroup_error``
+    says which and why) and the machine's figures stand."""
     out = {"source": "system"}
     try:
         import psutil
@@ -23,7 +24,11 @@ def system_memory():
         out.update(total=None, available=None, used=None, free=None, percent=None,
                    swap_total=None, swap_used=None, swap_percent=None,
                    system_error="system memory unreadable: %s" % exc)
-    cgroup = read_cgroup_limits()
+    try:
+        cgroup = read_cgroup_limits()
+    except ValueError as exc:  # a malformed cgroup file (HostInfoError): the machine's figures
+        cgroup = {"memory_limit_bytes": None, "memory_usage_bytes": None}
+        out["cgroup_error"] = "cgroup limits skipped: %s" % exc
     limit, usage = cgroup["memory_limit_bytes"], cgroup["memory_usage_bytes"]
     if limit and usage is not None and (out["total"] is None or limit < out["total"]):
         out.update(source="cgroup v%s" % cgroup["cgroup_version"], total=limit, used=usage,
