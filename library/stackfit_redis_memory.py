@@ -36,7 +36,7 @@ options:
     type: str
     default: 127.0.0.1
   login_port:
-    description: Port Redis listens on.
+    description: Port Redis listens on, 1 to 65535.
     type: int
     default: 6379
   login_user:
@@ -51,6 +51,14 @@ options:
     default: false
   ca_certs:
     description: CA certificates file to verify the server's certificate with, when O(tls=true).
+      A file that is not there fails naming the option.
+    type: path
+  client_cert:
+    description: Client certificate file for a Redis that checks clients (C(tls-auth-clients)),
+      when O(tls=true).
+    type: path
+  client_key:
+    description: The private key of O(client_cert) (needs O(client_cert)).
     type: path
   validate_certs:
     description: Verify the server's certificate and host name when O(tls=true).
@@ -59,6 +67,7 @@ options:
   maxmemory:
     description:
       - The memory limit, a size (C(100mb), C(1gb), C(512MiB)) or bytes. C(0) means no limit.
+      - At most 2**63-1 bytes; Redis reports a larger value negative, or clamps it.
       - Left out, maxmemory is not managed.
     type: raw
   maxmemory_policy:
@@ -76,8 +85,9 @@ options:
       - volatile-random
       - volatile-ttl
   force:
-    description: Set the values even when the memory floor or the queue check refuses them (the
-      module still warns). Does not skip the O(config_file) check.
+    description: Set the values even when the memory floor, the queue check or the read-only
+      replica check refuses them, or with an empty O(queue_patterns) (the module still warns).
+      Does not skip the O(config_file) check.
     type: bool
     default: false
   config_file:
@@ -90,11 +100,14 @@ options:
     default: false
   queue_patterns:
     description: Key names or SCAN MATCH patterns whose presence means Redis holds Celery queues.
-      The default is the Celery broker's keys of this stack.
+      The default is the Celery broker's keys of this stack. An empty list turns the queue check
+      off and is refused unless O(force=true).
     type: list
     elements: str
     default: [celery, updates, ai_generation, _kombu.binding.*, unacked*]
 notes:
+  - Setting maxmemory on a read-only replica (INFO replication C(role:slave), C(replica-read-only
+    yes)) is refused unless O(force=true), since its data set is the master's.
   - The module needs CONFIG GET, CONFIG SET, INFO, EXISTS, SCAN and SELECT (and CONFIG REWRITE with
     O(rewrite=true)); an ACL user without them gets a clear NOPERM failure naming the command.
   - The socket timeout is 3 seconds, with no retries.
@@ -191,8 +204,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.stackfit_redis import (
     DEFAULT_QUEUE_PATTERNS, KEYS_NAMED, POLICIES, REDIS_NAMES, RedisMemoryError, change_message,
-    check_maxmemory, check_policy, compute_change, conf_drift, current_settings, desired_settings,
-    effective_conf, is_glob, needs_queue_scan, parse_conf_memory, redis_error_message)
+    check_maxmemory, check_options, check_policy, check_replica, compute_change, conf_drift,
+    current_settings, desired_settings, effective_conf, is_glob, needs_queue_scan,
+    parse_conf_memory, redis_error_message)
 from ansible.module_utils.stackfit_common import human
 
 REDIS_IMPORT_ERROR = None
@@ -210,6 +224,8 @@ ARGUMENT_SPEC = dict(
     login_password=dict(type="str", no_log=True),
     tls=dict(type="bool", default=False),
     ca_certs=dict(type="path"),
+    client_cert=dict(type="path"),
+    client_key=dict(type="path"),
     validate_certs=dict(type="bool", default=True),
     maxmemory=dict(type="raw"),
     maxmemory_policy=dict(type="str", choices=list(POLICIES)),
@@ -260,7 +276,8 @@ class Session:
         if params["tls"]:
             self.kwargs.update(ssl=True, ssl_ca_certs=params["ca_certs"],
                                ssl_cert_reqs="required" if params["validate_certs"] else "none",
-                               ssl_check_hostname=params["validate_certs"])
+                               ssl_check_hostname=params["validate_certs"],
+                               ssl_certfile=params["client_cert"], ssl_keyfile=params["client_key"])
         self._clients = {}
 
     def run(self, command, call, db=0):
@@ -352,6 +369,12 @@ def run(module, session, desired, conf):
         result.update(conf_result(conf))
 
     if "maxmemory" in changes:
+        replication = session.run("INFO replication", lambda c: c.info("replication"))
+        read_only = None
+        if replication.get("role") == "slave":
+            read_only = session.run("CONFIG GET", lambda c: c.config_get(
+                "replica-read-only")).get("replica-read-only")
+        _check(module, session, result, check_replica(replication, read_only, force=p["force"]))
         _check(module, session, result,
                check_maxmemory(after["maxmemory"], used, current["maxmemory"], p["force"]))
     if needs_queue_scan(current, after):
@@ -417,6 +440,8 @@ def main():
         module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
     p = module.params
     try:
+        for warning in check_options(p):
+            module.warn(warning)
         desired = desired_settings(p["maxmemory"], p["maxmemory_policy"])
         conf = read_conf(p["config_file"]) if p["config_file"] else None
         result = run(module, Session(p), desired, conf)

@@ -7,6 +7,7 @@ RedisMemoryError naming the option and the value.
 """
 from __future__ import annotations
 
+import os
 import shlex
 
 try:  # inside Ansible (AnsiballZ) and in tests through ansible.module_utils
@@ -31,6 +32,11 @@ REDIS_NAMES = {"maxmemory": "maxmemory", "maxmemory_policy": "maxmemory-policy"}
 # How many found queue keys a refusal message names.
 KEYS_NAMED = 5
 MAX_INCLUDE_DEPTH = 10
+# The largest maxmemory Redis keeps as it is: over 2**63-1 INFO reports it negative, and over
+# 2**64-1 CONFIG SET silently clamps it to 2**64-1.
+MAXMEMORY_MAX = 2 ** 63 - 1
+# The TLS files the module reads, by option.
+TLS_FILE_OPTIONS = ("ca_certs", "client_cert", "client_key")
 
 
 class RedisMemoryError(ValueError):
@@ -49,9 +55,14 @@ def describe_maxmemory(nbytes):
 def parse_maxmemory(value, option="maxmemory"):
     """Bytes from a size in redis.conf units ("100mb" = 100 * 1024^2, "100m" = 10^8) or bytes."""
     try:
-        return parse_size(value, option)
+        nbytes = parse_size(value, option)
     except SizingError as exc:
         raise RedisMemoryError(str(exc)) from None
+    if nbytes > MAXMEMORY_MAX:
+        raise RedisMemoryError("%s: %r is %d bytes, over the largest maxmemory Redis keeps, "
+                               "2**63-1 = %d bytes (beyond it Redis reports it negative or "
+                               "clamps it)" % (option, value, nbytes, MAXMEMORY_MAX))
+    return nbytes
 
 
 def parse_policy(value, option="maxmemory_policy"):
@@ -84,6 +95,60 @@ def current_settings(config_maxmemory, config_policy):
 
     return {"maxmemory": int(text(config_maxmemory).strip()),
             "maxmemory_policy": text(config_policy).strip().lower()}
+
+
+def check_options(params):
+    """Warnings for the module's options; RedisMemoryError naming the option and the value for
+    one that is out of range, a TLS file that is not there, or an empty queue check without
+    force. ``params`` is the module's params (keys it lacks count as not given)."""
+    warnings = []
+    port = params.get("login_port")
+    if port is not None and not 1 <= port <= 65535:
+        raise RedisMemoryError("login_port: %r is not a TCP port (1..65535)" % port)
+    for option in TLS_FILE_OPTIONS:
+        path = params.get(option)
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise RedisMemoryError("%s: %s %s" % (option, path, "is not a file" if os.path.exists(
+                path) else "does not exist"))
+        if not os.access(path, os.R_OK):
+            raise RedisMemoryError("%s: %s is not readable" % (option, path))
+        if not params.get("tls"):
+            warnings.append("%s: %s is ignored without tls: true" % (option, path))
+    if params.get("client_key") and not params.get("client_cert"):
+        raise RedisMemoryError("client_key: %s is given without client_cert" % params["client_key"])
+    patterns = params.get("queue_patterns")
+    if patterns is not None:
+        empty = [pattern for pattern in patterns if not str(pattern).strip()]
+        if empty:
+            raise RedisMemoryError("queue_patterns: %r holds an empty pattern" % (patterns,))
+        if not patterns and not params.get("force"):
+            raise RedisMemoryError(
+                "queue_patterns: [] turns off the check that refuses an allkeys-* policy while "
+                "Redis holds Celery queue keys (default: %s); set force: true to run without it"
+                % ", ".join(DEFAULT_QUEUE_PATTERNS))
+        if not patterns:
+            warnings.append("queue_patterns: [] with force: true: Celery queue keys are not "
+                            "looked for")
+    return warnings
+
+
+def check_replica(replication, read_only, where="it", force=False):
+    """(error, warning) for setting maxmemory on a Redis whose INFO replication is
+    ``replication`` (a dict) and whose replica-read-only is ``read_only`` ("yes"/"no"/None).
+
+    A read-only replica holds its master's data set: its keys come and go with the master's, and a
+    limit under that set makes it evict (by default it ignores maxmemory altogether,
+    replica-ignore-maxmemory). Set the master's, or force."""
+    if replication.get("role") != "slave" or str(read_only).lower() != "yes":
+        return None, None
+    master = "%s:%s" % (replication.get("master_host", "?"), replication.get("master_port", "?"))
+    problem = ("%s is a read-only replica of %s (role:slave, replica-read-only yes): its data "
+               "set is the master's, so set maxmemory on the master" % (where, master))
+    if force:
+        return None, "%s; set anyway (force: true)" % problem
+    return "%s, or set force: true" % problem, None
 
 
 # --- redis.conf ----------------------------------------------------------------------------------
