@@ -6,6 +6,7 @@ hand-written configuration: the role renders every policy number from the plan
 (stackfit_plan.monitor, module_utils/stackfit_sizing.py monitor_policy()).
 """
 import json
+import math
 import os
 
 from .errors import ConfigError, is_int as _is_int, is_number as _is_number
@@ -20,6 +21,8 @@ DEFAULT_CONFIG = "/etc/stackfit/monitor.json"
 INTERVAL_MIN = 1
 
 _SECRET_KEYS = {"redis.password"}
+# The largest size in bytes a key takes (Redis' maxmemory and every size here fit in 63 bits).
+SIZE_MAX = 2 ** 63 - 1
 
 
 def _show(key, value):
@@ -71,8 +74,8 @@ def _int(section, data, key, default=None, minimum=None, maximum=None, required=
 def _num(section, data, key, default, minimum=None, maximum=None, exclusive_min=False):
     full = "%s.%s" % (section, key) if section else key
     value = data.get(key, default)
-    if not _is_number(value):
-        _fail(full, value, "a number")
+    if not _is_number(value) or not math.isfinite(value):
+        _fail(full, value, "a finite number")
     if minimum is not None and (value <= minimum if exclusive_min else value < minimum):
         _fail(full, value, "a number %s %s" % (">" if exclusive_min else ">=", minimum))
     if maximum is not None and value > maximum:
@@ -154,16 +157,17 @@ def validate_config(raw):
             _fail(key + ".pidfile", pidfile, "an absolute path")
         cfg["services"][name] = {"pidfile": pidfile, "match": _str(key, spec, "match", None, nullable=True),
                                  "memory_high": _int(key, spec, "memory_high", None, minimum=1,
-                                                     nullable=True),
+                                                     maximum=SIZE_MAX, nullable=True),
                                  "unit": _str(key, spec, "unit", None, nullable=True),
                                  "log": _str(key, spec, "log", None, nullable=True)}
 
     history = _section(raw, "history", {"max_bytes", "leak_samples", "leak_min_growth_bytes"})
     cfg["history"] = {
-        "max_bytes": _int("history", history, "max_bytes", HISTORY_MAX_BYTES, minimum=4096),
+        "max_bytes": _int("history", history, "max_bytes", HISTORY_MAX_BYTES, minimum=4096,
+                          maximum=SIZE_MAX),
         "leak_samples": _int("history", history, "leak_samples", LEAK_SAMPLES, minimum=2),
         "leak_min_growth_bytes": _int("history", history, "leak_min_growth_bytes",
-                                      LEAK_MIN_GROWTH_BYTES, minimum=0),
+                                      LEAK_MIN_GROWTH_BYTES, minimum=0, maximum=SIZE_MAX),
     }
 
     cfg["adaptive"] = None
@@ -171,7 +175,8 @@ def validate_config(raw):
         cfg["adaptive"] = _validate_adaptive(raw)
 
     recycle = _section(raw, "celery_recycle", {"pss_limit_bytes", "command", "cooldown_seconds"})
-    limit = _int("celery_recycle", recycle, "pss_limit_bytes", None, minimum=1, nullable=True)
+    limit = _int("celery_recycle", recycle, "pss_limit_bytes", None, minimum=1, maximum=SIZE_MAX,
+                 nullable=True)
     command = recycle.get("command")
     if command is not None:
         if (not isinstance(command, list) or not command
@@ -200,7 +205,7 @@ def _validate_adaptive(raw):
         _fail("adaptive.enabled", enabled, "true or false")
     out = {"enabled": enabled}
     for key in ("floor_bytes", "middle_bytes", "ceiling_bytes", "budget_bytes"):
-        out[key] = _int("adaptive", data, key, minimum=1, required=True)
+        out[key] = _int("adaptive", data, key, minimum=1, maximum=SIZE_MAX, required=True)
     if out["middle_bytes"] < out["floor_bytes"]:
         _fail("adaptive.middle_bytes", out["middle_bytes"],
               ">= adaptive.floor_bytes (%d)" % out["floor_bytes"])
@@ -221,7 +226,7 @@ def _validate_adaptive(raw):
               "> adaptive.warn_percent (%s)" % out["warn_percent"])
     gap = min(out["warn_percent"] - out["low_percent"], out["high_percent"] - out["warn_percent"])
     hysteresis = _num("adaptive", data, "hysteresis_percent", ADAPTIVE_HYSTERESIS_PERCENT,
-                      minimum=0)
+                      minimum=0, exclusive_min=True)
     if hysteresis >= gap:
         _fail("adaptive.hysteresis_percent", hysteresis,
               "smaller than the narrowest gap between thresholds (%s)" % gap)

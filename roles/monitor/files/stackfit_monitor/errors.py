@@ -19,6 +19,10 @@ class RedisError(Exception):
     """Redis could not be reached or answered with an error."""
 
 
+class MalformedReplyError(RedisError):
+    """Redis answered something this client cannot read: the reply is skipped and counted."""
+
+
 def log(message):
     sys.stderr.write("stackfit-monitor: %s\n" % message)
     sys.stderr.flush()

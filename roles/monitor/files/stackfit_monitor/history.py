@@ -2,7 +2,7 @@
 import json
 import os
 
-from .errors import OutputError, is_int as _is_int
+from .errors import OutputError, is_int as _is_int, is_number as _is_number
 from .files import atomic_write
 from .stackfit_common import human
 
@@ -52,14 +52,36 @@ def append_history(path, sample, max_bytes):
     return True
 
 
+def valid_sample(sample):
+    """True for a history sample this monitor can use: an object whose "pss" and "pid" are objects
+    (or null) of integers (or nulls), and whose other figures are numbers (or null)."""
+    if not isinstance(sample, dict):
+        return False
+    for key in ("pss", "pid"):
+        value = sample.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(
+                item is None or _is_int(item) for item in value.values()):
+            return False
+    return all(sample.get(key) is None or _is_number(sample[key])
+               for key in ("ts", "percent", "redis_used", "redis_max"))
+
+
 def read_history_tail(path, count):
-    """The last `count` parseable samples of a JSON-lines file, oldest first.
+    """The last `count` usable samples of a JSON-lines file, oldest first."""
+    return read_history(path, count)[0]
+
+
+def read_history(path, count):
+    """(the last `count` usable samples of a JSON-lines file, oldest first; how many lines among
+    those read were skipped: not JSON, not an object, or a figure of the wrong type).
 
     Reads only the file's tail (growing the chunk until enough lines are in it)."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
-        return []
+        return [], 0
     with handle:
         end = handle.seek(0, os.SEEK_END)
         chunk = 8192
@@ -74,15 +96,17 @@ def read_history_tail(path, count):
             if len(lines) > count or start == 0:
                 break
             chunk *= 4
-    samples = []
+    samples, skipped = [], 0
     for item in lines[-count * 2:]:
         try:
             sample = json.loads(item)
-        except ValueError:
-            continue
-        if isinstance(sample, dict):
+        except ValueError:  # bad JSON, or bytes that are not UTF-8
+            sample = None
+        if valid_sample(sample):
             samples.append(sample)
-    return samples[-count:]
+        else:
+            skipped += 1
+    return samples[-count:], skipped
 
 
 def detect_leaks(samples, services, leak_samples, min_growth_bytes):

@@ -11,7 +11,9 @@ doubles its peak (32 MiB: over the plan's 30 MiB monitor estimate; importing it 
 modules) for four commands; what it adds (pools, retries, RESP3, cluster) a client that sends
 four commands once a run does not use.
 """
-from .errors import RedisError
+import math
+
+from .errors import MalformedReplyError, RedisError, is_int
 
 
 class RedisConnection:
@@ -57,6 +59,12 @@ class RedisConnection:
             raise RedisError("redis %s failed: %s" % (args[0], exc.strerror or exc)) from None
 
     def _reply(self):
+        try:
+            return self._parse_reply()
+        except ValueError:  # a length or an integer that is not one
+            raise MalformedReplyError("malformed reply from redis (not RESP2)") from None
+
+    def _parse_reply(self):
         line = self._file.readline()
         if not line.endswith(b"\r\n"):
             raise RedisError("connection closed by redis")
@@ -77,15 +85,17 @@ class RedisConnection:
             return data[:-2].decode("utf-8", "replace")
         if kind == b"*":
             size = int(rest)
-            return None if size < 0 else [self._reply() for _ in range(size)]
-        raise RedisError("unexpected reply from redis: %r" % line[:40])
+            return None if size < 0 else [self._parse_reply() for _ in range(size)]
+        raise MalformedReplyError("unexpected reply from redis: %r" % line[:40])
 
     def info_memory(self):
         return parse_info(self.call("INFO", "memory"))
 
 
 def parse_info(text):
-    """INFO output -> dict, numbers converted."""
+    """INFO output -> dict, numbers converted; a reply that is not text is a MalformedReplyError."""
+    if text is not None and not isinstance(text, str):
+        raise MalformedReplyError("malformed INFO reply: %r is not text" % (text,))
     out = {}
     for line in (text or "").splitlines():
         if not line or line.startswith("#") or ":" not in line:
@@ -107,10 +117,25 @@ def redis_connect(rcfg):
 
 
 def redis_summary(info):
-    """The INFO memory fields of the seed's /api/admin/system/memory answer, plus a few more."""
+    """The INFO memory fields of the seed's /api/admin/system/memory answer, plus a few more.
+
+    used_memory and maxmemory must be byte counts, else the reply is a MalformedReplyError; another
+    figure that is not a number is reported null and named in "malformed"."""
+    if not isinstance(info, dict):
+        raise MalformedReplyError("malformed INFO memory reply: %r" % (info,))
     used = info.get("used_memory")
     maxmemory = info.get("maxmemory", 0)
-    return {
+    for key, value in (("used_memory", used), ("maxmemory", maxmemory)):
+        if not is_int(value) or value < 0:
+            raise MalformedReplyError("malformed INFO memory reply: %s=%r is not a byte count" % (
+                key, value))
+    malformed = []
+    for key in ("used_memory_rss", "used_memory_peak", "mem_fragmentation_ratio"):
+        value = info.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or not 0 <= value < math.inf):
+            malformed.append("%s=%r" % (key, value))
+            info = dict(info, **{key: None})
+    out = {
         "used_memory": used,
         "used_memory_human": info.get("used_memory_human"),
         "used_memory_rss": info.get("used_memory_rss"),
@@ -122,3 +147,6 @@ def redis_summary(info):
         "mem_fragmentation_ratio": info.get("mem_fragmentation_ratio"),
         "maxmemory_policy": info.get("maxmemory_policy"),
     }
+    if malformed:
+        out["malformed"] = malformed
+    return out

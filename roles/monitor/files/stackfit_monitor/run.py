@@ -4,10 +4,10 @@ import time
 
 from .closedloop import feed_store, headroom, recycle_gunicorn_worker
 from .supervision import supervision
-from .errors import RedisError, is_int as _is_int, log
+from .errors import MalformedReplyError, RedisError, is_int as _is_int, log
 from .files import (ADAPTIVE_STATE_NAME, HISTORY_NAME, PROM_NAME, RECYCLE_STATE_NAME, REPORT_NAME,
                     atomic_write, ensure_output_dir, read_state, write_json)
-from .history import append_history, detect_leaks, read_history_tail
+from .history import append_history, detect_leaks, read_history
 from .measure import collect_self, collect_services, measure_tree, self_usage, system_memory
 from .metrics import render_prom
 from .policy import decide, next_adaptive_state, should_recycle
@@ -114,6 +114,8 @@ def run_once(cfg, memory_percent=None, now=None):
     ensure_output_dir(output_dir)
 
     system = system_memory()
+    # Input this run could not read and left out, by source (each also said where it was met).
+    skipped = {"history": 0, "redis": 0, "cgroup": 1 if "cgroup_error" in system else 0}
     if memory_percent is not None:
         system["percent_measured"] = system["percent"]
         system["percent"] = memory_percent
@@ -125,10 +127,12 @@ def run_once(cfg, memory_percent=None, now=None):
     try:
         conn = redis_connect(cfg["redis"])
         redis_info = redis_summary(conn.info_memory())
+        skipped["redis"] += len(redis_info.get("malformed", ()))
         if "redis" in processes:
             _redis_process(conn, processes["redis"], redis_info)
     except RedisError as exc:
         redis_info = {"error": str(exc)}
+        skipped["redis"] += isinstance(exc, MalformedReplyError)
         log("redis: %s" % exc)
         if conn is not None:
             conn.close()
@@ -145,7 +149,9 @@ def run_once(cfg, memory_percent=None, now=None):
         }
         history_path = os.path.join(output_dir, HISTORY_NAME)
         append_history(history_path, sample, cfg["history"]["max_bytes"])
-        samples = read_history_tail(history_path, cfg["history"]["leak_samples"])
+        samples, skipped["history"] = read_history(history_path, cfg["history"]["leak_samples"])
+        if skipped["history"]:
+            log("history: %d malformed line(s) of %s skipped" % (skipped["history"], history_path))
         leaks = detect_leaks(samples, list(cfg["services"]), cfg["history"]["leak_samples"],
                              cfg["history"]["leak_min_growth_bytes"])
         for leak in leaks:
@@ -177,6 +183,7 @@ def run_once(cfg, memory_percent=None, now=None):
         "plan_too_small": too_small,
         "measurements": measurements,
         "supervision": supervision(cfg, processes),
+        "skipped": skipped,
         "monitor": self_usage(),
     }
     write_json(os.path.join(output_dir, REPORT_NAME), report)
