@@ -24,6 +24,23 @@ if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 
 
+MEASURED = []
+
+
+def measured(line):
+    """A figure a test saw (a first-run time, a PSS, requests during a reload): printed with the test's
+    output and again at the end of the session, so that every run's log carries the numbers."""
+    print(line)
+    MEASURED.append(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASURED:
+        terminalreporter.section("measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

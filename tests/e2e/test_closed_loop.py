@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, measured
 from test_dev_stack import RUN, playbook, recap
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
@@ -70,8 +70,8 @@ def cycle(extra):
     playbook("playbooks/stop.yml", "-e", "stackfit_purge=true")
     playbook("site.yml", *extra)
     before = plan()
-    measured = playbook("playbooks/measure.yml", *extra, "-e", "stackfit_measure_seconds=20")
-    assert recap(measured)["failed"] == 0
+    out = playbook("playbooks/measure.yml", *extra, "-e", "stackfit_measure_seconds=20")
+    assert recap(out)["failed"] == 0
     replanned = playbook("site.yml", *extra)
     assert recap(replanned)["failed"] == 0
     return before, plan()
@@ -106,7 +106,7 @@ def test_after_one_cycle_no_service_passes_memoryhigh_and_memorymax_fits_the_pea
         assert any(line.startswith(kind + " = ") and "measured" in line for line in after["explain"])
     limits = after["unit_limits"]["web"]
     peak = load_and_peak(20, paths)
-    print("%s: estimate MemoryHigh %.1f MiB; measured plan MemoryHigh %.1f MiB, MemoryMax %.1f MiB; "
+    measured("%s: estimate MemoryHigh %.1f MiB; measured plan MemoryHigh %.1f MiB, MemoryMax %.1f MiB; "
           "peak under load %.1f MiB" % (name, before["unit_limits"]["web"]["memory_high_bytes"] / 2**20,
                                         limits["memory_high_bytes"] / 2**20,
                                         limits["memory_max_bytes"] / 2**20, peak / 2**20))

@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 
-from conftest import ROOT
+from conftest import ROOT, measured
 
 BIN = os.path.dirname(sys.executable)
 OVERRIDES = ("REDIS_MEMORY_LIMIT", "GUNICORN_WORKERS", "CELERY_CONCURRENCY", "MEMORY_MONITOR_INTERVAL")
@@ -185,7 +185,7 @@ def test_fewer_workers_reload_gunicorn_alone_without_a_failed_request(stack):
         out = playbook("site.yml", env={"GUNICORN_WORKERS": "2"})
         assert wait_for(lambda: gunicorn_workers() == 2, 60)
         time.sleep(1)
-    print("requests during the reload: %d ok, %d failed" % (load.ok, load.failed))
+    measured("requests during the reload: %d ok, %d failed" % (load.ok, load.failed))
     assert load.ok > 0 and load.failed == 0, load.errors
     # The monitor follows the web service's new MemoryHigh (its headroom report): its loop restarts.
     assert set(changed_tasks(out)) == {"stackfit : Record the host's plan",

@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, measured
 from test_dev_stack import BIN, OVERRIDES, RUN, pid, playbook, recap, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
@@ -117,6 +117,22 @@ def plan():
         return json.load(handle)
 
 
+def pss_by_service():
+    """MiB of PSS per running service of the plan (its pidfile's process tree), after a request."""
+    import psutil
+    found = {}
+    for name, unit in plan()["units"].items():
+        if name in ("monitor", "supervisor"):
+            continue
+        try:
+            with open(unit["pidfile"], encoding="ascii") as handle:
+                root = psutil.Process(int(handle.read()))
+            found[name] = sum(p.memory_full_info().pss for p in [root] + root.children(recursive=True))
+        except (OSError, ValueError, psutil.Error):
+            continue
+    return ", ".join("%s %.0f MiB" % (name, value / 2**20) for name, value in sorted(found.items()))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def from_nothing_and_back():
     playbook("playbooks/stop.yml", "-e", "stackfit_purge=true")
@@ -127,7 +143,7 @@ def from_nothing_and_back():
 def test_ihatemoney_from_the_package_index_without_celery(tmp_path):
     started = time.monotonic()
     out = deploy(tmp_path, "ihatemoney", IHATEMONEY)
-    print("ihatemoney first run: %.0f s" % (time.monotonic() - started))
+    measured("ihatemoney first run: %.0f s" % (time.monotonic() - started))
     assert recap(out)["failed"] == 0
     # Services follow the app: no Celery app, so no worker planned, started or watched.
     assert "worker" not in plan()["services"] and "celery" not in plan()["units"]
@@ -150,6 +166,8 @@ def test_ihatemoney_from_the_package_index_without_celery(tmp_path):
         info = os.stat(path)
         assert info.st_uid == 0 and info.st_mode & 0o777 == 0o640, path
     assert "IHATEMONEY_SETTINGS_FILE_PATH=" in open("/etc/stackfit/app.env", encoding="utf-8").read()
+    measured("ihatemoney PSS after its first requests (%d Gunicorn workers): %s"
+             % (plan()["gunicorn_workers"], pss_by_service()))
     # The second run changes nothing.
     assert recap(deploy(tmp_path, "ihatemoney", IHATEMONEY))["changed"] == 0
 
@@ -162,7 +180,7 @@ def test_a_broken_release_is_refused_with_its_own_error_and_the_old_one_serves(t
                  check=False)
     assert out.returncode != 0
     assert "no_such_app" in out.stdout and "Traceback" in out.stdout  # the app's own error
-    print("broken release refused after %.0f s" % (time.monotonic() - started))
+    measured("broken release refused after %.0f s" % (time.monotonic() - started))
     assert os.path.realpath("/opt/stackfit/current") == serving
     assert pid("gunicorn") == master and get("/healthcheck")[0] == 200
 
@@ -170,7 +188,7 @@ def test_a_broken_release_is_refused_with_its_own_error_and_the_old_one_serves(t
 def test_superset_with_celery_and_redis(tmp_path):
     started = time.monotonic()
     out = deploy(tmp_path, "superset", SUPERSET)
-    print("superset first run: %.0f s" % (time.monotonic() - started))
+    measured("superset first run: %.0f s" % (time.monotonic() - started))
     assert recap(out)["failed"] == 0
     assert {"web", "worker", "cache"} <= set(plan()["services"])
     # The previous app's release is no longer served; its virtualenv stays for a switch back.
@@ -194,3 +212,5 @@ def test_superset_with_celery_and_redis(tmp_path):
             handle.seek(before)
             return any(task_id in line and "succeeded" in line for line in handle)
     assert wait_for(done, 120), task_id
+    measured("superset PSS after a task and its first requests (%d Gunicorn workers, Celery -c %d): %s"
+             % (plan()["gunicorn_workers"], plan()["celery_concurrency"], pss_by_service()))

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from conftest import measured
+
 from test_dev_stack import Load, get, playbook, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
@@ -75,7 +77,7 @@ def test_a_killed_service_serves_again_within_5_s_and_is_counted(name):
         if name == "gunicorn":
             assert wait_for(lambda: _healthz() == 200, 5 - back, 0.1)
         time.sleep(1)
-    print("%s: running again %.1f s after kill -9; %d requests ok, %d failed meanwhile" % (
+    measured("%s: running again %.1f s after kill -9; %d requests ok, %d failed meanwhile" % (
         name, back, load.ok, load.failed))
     assert state()["services"][name]["restarts"] == restarts + 1
     report = monitor_report()

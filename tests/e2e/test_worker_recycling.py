@@ -10,6 +10,8 @@ import re
 
 import pytest
 
+from conftest import measured
+
 from test_dev_stack import Load, playbook, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
@@ -53,5 +55,5 @@ def test_ten_recycles_under_load_with_cover_fail_no_request():
     with Load(90) as load:
         assert wait_for(lambda: booted() - before >= 10, 85, 0.5), booted() - before
     recycles = booted() - before
-    print("%d worker recycles under load: %d requests ok, %d failed" % (recycles, load.ok, load.failed))
+    measured("%d worker recycles under load: %d requests ok, %d failed" % (recycles, load.ok, load.failed))
     assert recycles >= 10 and load.ok > 0 and load.failed == 0, load.errors
