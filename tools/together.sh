@@ -5,6 +5,7 @@
 #
 #   tools/together.sh NAME 'COMMAND' [NAME 'COMMAND'...]
 set -uo pipefail
+export PYTHONUNBUFFERED=1  # a pipe would hold Python's output back until the end
 (($# >= 2 && $# % 2 == 0)) || { echo "usage: $0 NAME COMMAND [NAME COMMAND...]" >&2; exit 2; }
 
 dir="$(mktemp -d)"

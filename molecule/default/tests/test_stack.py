@@ -157,6 +157,7 @@ def test_units_are_hardened(host, groups, group):
     if group != "monitor":
         _needs(groups, group)
     exposure = lib.unit_exposure(host, HARDENED[group])
+    print(f"systemd-analyze security {HARDENED[group]}: exposure {exposure} (at most {MAX_EXPOSURE})")
     assert exposure <= MAX_EXPOSURE, f"{HARDENED[group]}: exposure {exposure}"
 
 
