@@ -116,6 +116,17 @@ def main_pid(unit):
     return running_pid(unit["pidfile"], unit.get("match")) if unit else None
 
 
+def unreadable(pid):
+    """Why /proc/PID/smaps_rollup gives no PSS."""
+    path = "/proc/%d/smaps_rollup" % pid
+    try:
+        with open(path, "rb") as handle:
+            handle.read()
+    except OSError as exc:
+        return "%s: %s" % (path, exc.strerror or exc)
+    return "%s: no Pss line" % path
+
+
 def summary(values):
     ordered = sorted(values)
     return {"count": len(ordered), "median": ordered[len(ordered) // 2], "peak": ordered[-1]}
@@ -167,6 +178,12 @@ def main():
             add(store, "celery_task", growth, "measure")
             taken["celery_task"] = [growth]
         result["celery_probe"] = {"idle": idle, "peak": peak, "tasks": int(probe["count"])}
+    # A service that runs but gave no sample would leave the plan on its estimates in silence.
+    for name, kind in (("gunicorn", "gunicorn_master"), ("celery", "celery_base")):
+        if pids[name] and kind not in taken:
+            module.fail_json(msg="stackfit_measure: no memory sample of %s (pid %d): %s; nothing "
+                             "recorded (reading another user's memory maps needs root with "
+                             "CAP_SYS_PTRACE)" % (name, pids[name], unreadable(pids[name])))
     try:
         entry = pwd.getpwnam(p["owner"])
         owner = (entry.pw_uid, entry.pw_gid)

@@ -7,7 +7,10 @@
 #   molecule/resources/fresh.sh default production scripts rollout
 #
 # Each scenario runs through run-scenario.sh (its actions timed); the phases' times are printed at
-# the end. `make molecule` runs the same scenarios against podman's usual storage instead, where
+# the end. STACKFIT_MOLECULE_JOBS (default 2) scenarios run at a time, each stream taking the
+# scenarios in turn (1st, 3rd ... and 2nd, 4th ...), its lines prefixed [m1], [m2]: a scenario
+# mostly waits on its containers (one `podman exec` per task), and each has its own containers and
+# network. `make molecule` runs the same scenarios against podman's usual storage instead, where
 # the base image is kept between runs (faster while developing).
 # Environment: STACKFIT_FRESH_DIR   parent of the temporary directory (default /var/tmp)
 set -euo pipefail
@@ -56,20 +59,39 @@ export CONTAINERS_CONF="$root/containers.conf"
 export CONTAINERS_STORAGE_CONF="$root/storage.conf"
 echo "fresh: throwaway podman storage in $root (images: $(podman images -q | wc -l))"
 
-times=()
+times="$root/times"
 s=$SECONDS
 bash "$here/setup.sh"
-times+=("setup (image built in this run): $((SECONDS - s)) s")
-status=0
-for scenario in "$@"; do
-  s=$SECONDS
-  if "$here/run-scenario.sh" "$scenario"; then
-    times+=("scenario $scenario: $((SECONDS - s)) s")
-  else
-    times+=("scenario $scenario: FAILED after $((SECONDS - s)) s")
-    status=1
-  fi
+echo "setup (image built in this run): $((SECONDS - s)) s" > "$times"
+
+stream() { # scenario...: one after the other; fails when one failed
+  local scenario s status=0
+  for scenario in "$@"; do
+    s=$SECONDS
+    if "$here/run-scenario.sh" "$scenario"; then
+      echo "scenario $scenario: $((SECONDS - s)) s" >> "$times"
+    else
+      echo "scenario $scenario: FAILED after $((SECONDS - s)) s" >> "$times"
+      status=1
+    fi
+  done
+  return "$status"
+}
+
+jobs=${STACKFIT_MOLECULE_JOBS:-2}
+[[ $jobs =~ ^[1-9]$ ]] || { echo "fresh.sh: STACKFIT_MOLECULE_JOBS=$jobs: give 1 to 9" >&2; exit 2; }
+scenarios=("$@")
+pids=()
+s=$SECONDS
+for ((j = 0; j < jobs && j < ${#scenarios[@]}; j++)); do
+  mine=()
+  for ((i = j; i < ${#scenarios[@]}; i += jobs)); do mine+=("${scenarios[i]}"); done
+  (set -o pipefail; stream "${mine[@]}" 2>&1 | sed -u "s/^/[m$((j + 1))] /") &
+  pids+=($!)
 done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+echo "every scenario, $jobs at a time: $((SECONDS - s)) s" >> "$times"
 printf '\n== molecule phase times\n'
-printf '%s\n' "${times[@]}"
+cat "$times"
 exit "$status"

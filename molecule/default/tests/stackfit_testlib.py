@@ -78,8 +78,23 @@ def host_plan(host) -> dict:
     return json.loads(host.file(PLAN_JSON).content_string)
 
 
-def app_json(host) -> dict:
+def app_json(host) -> dict | None:
+    """app.json, where the app runs (web and worker hosts); None on a host without it (cache only)."""
+    if not host.file(APP_JSON).exists:
+        return None
     return json.loads(host.file(APP_JSON).content_string)
+
+
+def redis_password(host) -> str | None:
+    """requirepass as redis.conf holds it, the role's quoting (backslash escapes) undone."""
+    for line in host.file("/etc/redis/redis.conf").content_string.splitlines():
+        if line.startswith("requirepass "):
+            value = line[len("requirepass "):].strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = re.sub(r'\\(.)', lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)),
+                               value[1:-1])
+            return value or None
+    return None
 
 
 def http_get(host, path: str, token: str | None = None, address: str = "127.0.0.1",

@@ -63,7 +63,11 @@ def test_the_plan_follows_the_container(host, groups, app):
     plan = lib.host_plan(host)
     assert (plan["cpus"], plan["memory_bytes"]) == (resources["cpus"], resources["memory_bytes"])
     assert set(plan["services"]) == {g for g in groups if g in ("web", "worker", "cache")} | {"monitor"}
-    assert plan["manager"] == "systemd" and plan["environment"] == app["environment"]
+    assert plan["manager"] == "systemd"
+    if app is None:  # the app only where it runs: a cache host has no app.json
+        assert not {"web", "worker"} & groups
+        return
+    assert plan["environment"] == app["environment"]
     got = {k: app[k] for k in ("gunicorn_workers", "celery_concurrency", "redis_maxmemory_bytes",
                                "monitor_interval")}
     assert got == {k: plan[k] for k in got}, plan["explain"]
@@ -98,28 +102,23 @@ def test_celery_round_trip_through_redis(host, groups):
     assert out.stdout.split()[-1] == "5"
 
 
-def test_redis_maxmemory_is_the_plan(host, groups, app):
+def test_redis_maxmemory_is_the_plan(host, groups):
     _needs(groups, "cache")
-    password = _redis_password(app)
+    plan = lib.host_plan(host)
+    password = lib.redis_password(host)
+    if password:  # the password redis.conf holds is the one Redis asks for
+        refused = lib.redis_cli(host, "PING")
+        assert "NOAUTH" in refused.stdout + refused.stderr, refused.stdout
     got = lib.redis_cli(host, "CONFIG", "GET", "maxmemory", password=password)
     assert got.rc == 0, got.stderr
-    assert got.stdout.split()[-1] == str(app["redis_maxmemory_bytes"])
+    assert got.stdout.split()[-1] == str(plan["redis_maxmemory_bytes"])
     policy = lib.redis_cli(host, "CONFIG", "GET", "maxmemory-policy", password=password)
     assert policy.stdout.split()[-1] == "volatile-lru"
     conf = host.file("/etc/redis/stackfit-memory.conf").content_string
-    assert f"maxmemory {app['redis_maxmemory_bytes']}" in conf.splitlines()
+    assert f"maxmemory {plan['redis_maxmemory_bytes']}" in conf.splitlines()
 
 
-def _redis_password(app):
-    # redis://:<password>@host:port/0 when Redis needs one.
-    url = app["redis_url"]
-    if "@" not in url:
-        return None
-    from urllib.parse import unquote, urlsplit
-    return unquote(urlsplit(url).password or "") or None
-
-
-def test_monitor_timer_runs_and_its_report_is_fresh(host, app):
+def test_monitor_timer_runs_and_its_report_is_fresh(host):
     assert host.run("systemctl is-active stackfit-monitor.timer").stdout.strip() == "active"
     path = lib.MONITOR_REPORT
     # The timer fires 5 s after it starts: allow a first run to finish.
@@ -129,7 +128,7 @@ def test_monitor_timer_runs_and_its_report_is_fresh(host, app):
     report = host.file(path)
     assert report.exists
     age = int(host.check_output("date +%s")) - report.mtime.timestamp()
-    assert age <= 2 * app["monitor_interval"], f"report is {age:.0f} s old"
+    assert age <= 2 * lib.host_plan(host)["monitor_interval"], f"report is {age:.0f} s old"
     data = json.loads(report.content_string)
     assert {"system", "processes"} <= set(data)
     result = host.check_output("systemctl show -p Result --value stackfit-monitor.service")
@@ -167,8 +166,11 @@ def test_units_are_hardened(host, groups, group):
     ("/var/lib/stackfit/monitor", "stackfit", "stackfit", 0o750),
     ("/opt/stackfit/bin", "root", "stackfit", 0o755),
 ])
-def test_stack_paths(host, path, user, group, mode):
+def test_stack_paths(host, groups, path, user, group, mode):
     f = host.file(path)
+    if path == lib.APP_JSON and not {"web", "worker"} & groups:
+        assert not f.exists, "the app only where it runs"
+        return
     assert f.exists, path
     assert (f.user, f.group, f.mode) == (user, group, mode), path
 
