@@ -46,9 +46,9 @@ integration: venv deps
 	$(BIN)/pytest -q tests/integration
 
 # Molecule scenarios (podman, real systemd); each prints its phases' times.
-# In this order fresh.sh's two streams take about as long (production, closedloop, scripts | rollout,
-# default, realapp).
-SCENARIOS ?= production rollout closedloop default scripts realapp
+# In this order fresh.sh's two streams take about as long (production, closedloop, scripts | default,
+# rollout, realapp).
+SCENARIOS ?= production default closedloop rollout scripts realapp
 
 molecule-setup:
 	bash molecule/resources/setup.sh
