@@ -1,5 +1,6 @@
 """The monitor role's files as Ansible makes them, on the controller only (nothing is provisioned):
-the package copied by ansible.builtin.copy (its stackfit_common.py symlink becomes a real file),
+the package packed into one zip by stackfit_package as the role does (its stackfit_common.py
+symlink becomes a real file; packing twice gives the same bytes),
 the role's variables checked against its argument_specs, the launcher and monitor.json rendered by
 Ansible from a hypothetical production fleet's plans, then the rendered launcher run on the copied
 package: `check-config` accepts every host's config."""
@@ -9,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,12 +25,17 @@ PLAYBOOK = """
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Install the monitor package
+    - name: Pack the monitor package as the role does, twice
+      stackfit_package:
+        src: {root}/roles/monitor/files/stackfit_monitor
+        dest: {out}/pkg/stackfit_monitor.zip
+      register: packed
+      loop: [1, 2]
+    - name: Record what the two packings reported
       ansible.builtin.copy:
-        src: {root}/roles/monitor/files/stackfit_monitor/
-        dest: {out}/pkg/stackfit_monitor/
+        content: "{{{{ packed.results | map(attribute='changed') | list | to_json }}}}"
+        dest: {out}/packed.json
         mode: "0644"
-        directory_mode: "0755"
 
 - name: Render the monitor's launcher and configuration from each host's plan
   hosts: {hosts}
@@ -65,7 +72,7 @@ def rendered(tmp_path_factory):
     done = subprocess.run(
         [os.path.join(BIN, "ansible-playbook"), str(playbook), "-i", "inventories/production",
          "-e", "stackfit_assume_cpus=8", "-e", "stackfit_assume_memory=16gb",
-         "-e", "monitor_python=%s" % sys.executable, "-e", "monitor_dir=%s" % (out / "pkg"),
+         "-e", "monitor_python=%s" % sys.executable, "-e", "__monitor_package=%s" % (out / "pkg" / "stackfit_monitor.zip"),
          "-e", "stackfit_state_dir=%s" % (out / "state"),
          "-e", "ansible_python_interpreter=%s" % sys.executable],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -73,11 +80,18 @@ def rendered(tmp_path_factory):
     return out
 
 
-def test_copy_follows_the_common_symlink(rendered):
-    copied = rendered / "pkg" / "stackfit_monitor" / "stackfit_common.py"
-    assert not copied.is_symlink() and copied.is_file()
-    assert copied.read_bytes() == (ROOT / "module_utils" / "stackfit_common.py").read_bytes()
-    assert not (rendered / "pkg" / "stackfit_monitor" / "__pycache__").exists()
+def test_the_zip_holds_the_package_with_real_files_and_packs_alike_twice(rendered):
+    with zipfile.ZipFile(rendered / "pkg" / "stackfit_monitor.zip") as archive:
+        names = archive.namelist()
+        common = archive.read("stackfit_monitor/stackfit_common.py")
+        dates = {info.date_time for info in archive.infolist()}
+    expected = sorted("stackfit_monitor/" + p.name for p in
+                      (ROOT / "roles" / "monitor" / "files" / "stackfit_monitor").glob("*.py"))
+    assert names == expected and len(names) > 10
+    assert common == (ROOT / "module_utils" / "stackfit_common.py").read_bytes()
+    assert dates == {(1980, 1, 1, 0, 0, 0)}
+    # the first packing wrote the zip, the second found the same bytes there
+    assert json.loads((rendered / "packed.json").read_text()) == [True, False]
 
 
 def test_launcher_is_the_venv_python_and_runs_the_package(rendered):

@@ -38,14 +38,15 @@ def _comment(text):
     return "#\n" + "\n".join("# " + line for line in text.splitlines()) + "\n#"
 
 
-def render_launcher(dest, python, monitor_dir=FILES_DIR):
-    """Render the launcher template as the role does (``python`` its interpreter), executable."""
+def render_launcher(dest, python, package=FILES_DIR):
+    """Render the launcher template as the role does (``python`` its interpreter), executable.
+    ``package``: what it puts on sys.path (the host's zip; here the package's directory)."""
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters.update(comment=_comment, to_json=json.dumps)
     text = env.from_string(LAUNCHER_TEMPLATE.read_text()).render(
-        ansible_managed="Ansible managed", monitor_python=str(python), monitor_dir=str(monitor_dir))
+        ansible_managed="Ansible managed", monitor_python=str(python), __monitor_package=str(package))
     Path(dest).write_text(text)
     os.chmod(dest, 0o755)
     return Path(dest)
