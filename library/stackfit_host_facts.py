@@ -65,7 +65,8 @@ ansible_facts:
     stackfit_host:
       description: cpus, cpu_count, memory_bytes, memory_total_bytes, memory_available_bytes,
         swap_total_bytes, cgroup_version, cpu_quota, memory_limit_bytes, service_manager,
-        packages_missing, state (the O(state_files), parsed).
+        nr_open (C(/proc/sys/fs/nr_open), null where there is none), packages_missing, state
+        (the O(state_files), parsed).
       type: dict
       sample:
         cpus: 1.5
@@ -78,6 +79,7 @@ ansible_facts:
         cpu_quota: 1.5
         memory_limit_bytes: 536870912
         service_manager: systemd
+        nr_open: 1048576
 """
 
 import json

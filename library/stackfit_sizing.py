@@ -85,6 +85,17 @@ options:
     description: Category to fraction of Redis maxmemory; each 0 < f <= 1, sum <= 1.
     type: dict
     default: {}
+  image_cache_categories:
+    description: The app's image cache categories. Given (and not empty), O(image_cache_quotas)
+      must name exactly these; a missing or unknown category fails, naming it (and the closest
+      category for a misspelt one). Left out, the names are not checked.
+    type: list
+    elements: str
+  nofile_max:
+    description: The host's C(/proc/sys/fs/nr_open) (stackfit_host_facts' C(nr_open)). A
+      LimitNOFILE the plan gives above it fails, naming the option that drives it. Left out, not
+      checked.
+    type: int
   monitor_interval:
     description: Seconds between memory monitor runs, 10 to 86400 (a day).
     type: int
@@ -257,6 +268,8 @@ ARGUMENT_SPEC = dict(
     celery_concurrency_max=dict(type="int", default=1000),
     redis_memory_limit=dict(type="raw", default="auto"),
     image_cache_quotas=dict(type="dict", default={}),
+    image_cache_categories=dict(type="list", elements="str"),
+    nofile_max=dict(type="int"),
     monitor_interval=dict(type="int", default=600),
     monitor_adaptive=dict(type="bool", default=False),
     memory_budget=dict(type="raw", default="50%"),

@@ -284,6 +284,19 @@ def service_manager(proc_root="/proc"):
     return "systemd" if _read_lenient(os.path.join(proc_root, "1", "comm")) == "systemd" else "none"
 
 
+def read_nr_open(proc_root="/proc"):
+    """The kernel's nr_open (the most open files a process may be allowed), or None when the file
+    is not there (not Linux's /proc); unreadable or malformed content fails naming the file."""
+    path = os.path.join(proc_root, "sys", "fs", "nr_open")
+    text = _read(path)
+    if text is None:
+        return None
+    value = _int_of(path, text.strip(), "a whole number of files")
+    if value <= 0:
+        raise _bad(path, text.strip(), "a number of files above 0")
+    return value
+
+
 def host_facts(proc_root="/proc", cgroup_root="/sys/fs/cgroup", affinity=None, cpu_count=None):
     """Everything stackfit_host reports. ``affinity``/``cpu_count`` default to this process's."""
     meminfo_path = os.path.join(proc_root, "meminfo")
@@ -322,4 +335,5 @@ def host_facts(proc_root="/proc", cgroup_root="/sys/fs/cgroup", affinity=None, c
         "cpu_quota": cg["cpu_quota"],
         "memory_limit_bytes": cg["memory_limit_bytes"],
         "service_manager": service_manager(proc_root),
+        "nr_open": read_nr_open(proc_root),
     }

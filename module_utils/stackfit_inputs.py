@@ -49,6 +49,10 @@ DEFAULTS = {
     "celery_concurrency_max": 1000,
     "redis_memory_limit": "auto",
     "image_cache_quotas": {},
+    # The app's image cache categories: the quotas must name exactly these (None: not checked).
+    "image_cache_categories": None,
+    # The host's /proc/sys/fs/nr_open: no LimitNOFILE above it (None: not known, not checked).
+    "nofile_max": None,
     "monitor_interval": 600,
     "monitor_adaptive": False,
     "memory_budget": "50%",
@@ -143,6 +147,28 @@ def _quotas(value):
     if total > 1:
         _fail("image_cache_quotas", value, "sum to %s, over 1" % float(total))
     return quotas
+
+
+def _categories(value, quotas):
+    """The quotas name exactly the app's categories ``value`` (a list; None: not checked)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) and c.strip() for c in value):
+        _fail("image_cache_categories", value, "must be a list of category names")
+    categories = sorted({c.strip() for c in value})
+    if not categories:
+        return None
+    import difflib
+    for name in sorted(set(quotas) - set(categories)):
+        close = difflib.get_close_matches(name, categories, n=1)
+        _fail("image_cache_quotas.%s" % name, float(quotas[name]),
+              "is not one of the app's image cache categories (%s)%s" % (
+                  ", ".join(categories), "; did you mean %s?" % close[0] if close else ""))
+    missing = [c for c in categories if c not in quotas]
+    if missing:
+        _fail("image_cache_quotas", sorted(quotas), "has no quota for %s (the app's image cache "
+              "categories: %s; each needs one)" % (", ".join(missing), ", ".join(categories)))
+    return categories
 
 
 def _estimates(value, preload):
@@ -247,6 +273,9 @@ def validate(params):
                 out["redis_memory_limit"][1], str(redis).strip()))
 
     out["image_cache_quotas"] = _quotas(p["image_cache_quotas"])
+    out["image_cache_categories"] = _categories(p["image_cache_categories"], out["image_cache_quotas"])
+    out["nofile_max"] = (None if p["nofile_max"] is None
+                         else _positive_number(p["nofile_max"], "nofile_max", int))
 
     try:
         interval = int(str(p["monitor_interval"]).strip())

@@ -253,6 +253,13 @@ def _plan(params):
         "web": max(1024, 2 * p["gunicorn_worker_connections"] + 256),
         "worker": max(1024, 2 * max(concurrency, 1) + 256),
     }
+    if p["nofile_max"] is not None:
+        for kind, option, value in (("web", "gunicorn_worker_connections", p["gunicorn_worker_connections"]),
+                                    ("worker", "celery_concurrency", concurrency)):
+            if (kind == "web" and web or kind == "worker" and worker) and nofile[kind] > p["nofile_max"]:
+                raise SizingError("%s: %d gives LimitNOFILE %d, over the host's nr_open %d "
+                                  "(/proc/sys/fs/nr_open): the unit would not start" % (
+                                      option, value, nofile[kind], p["nofile_max"]))
     monitor_section, monitor_lines = monitor_policy(
         maxmemory, budget, p["monitor_interval"], p["monitor_adaptive"], cache,
         limits["worker"]["memory_high_bytes"] if worker else None, MEMORY_HIGH_FACTOR)

@@ -62,3 +62,16 @@ def test_an_empty_profile_file_fails(tmp_path):
     out = playbook("playbooks/plan.yml", "-i", str(tmp_path / "hosts.yml"), *ASSUME)
     assert out.returncode != 0
     assert "must set stackfit_environment to its name (it is development)" in out.stdout
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda text: text.replace("  cover: 0.05\n", "  covr: 0.05\n"),
+     "image_cache_quotas.covr: 0.05 is not one of the app's image cache categories"),
+    (lambda text: text.replace("  general: 0.05\n", ""),
+     "has no quota for general"),
+])
+def test_a_quota_for_a_misspelt_or_missing_category_fails(tmp_path, edit, expected):
+    out = playbook("playbooks/plan.yml", "-i", inventory(tmp_path, ["development", "web", "cache"], edit),
+                   *ASSUME)
+    assert out.returncode != 0
+    assert expected in " ".join(out.stdout.split()), out.stdout[-2000:]

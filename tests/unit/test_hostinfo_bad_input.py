@@ -95,37 +95,51 @@ def assert_names(exc_text, path, value):
     assert "Traceback" not in exc_text and "invalid literal" not in exc_text
 
 
+def fails_naming(proc, cg, path, value):
+    """host_facts on this tree raises a HostInfoError naming ``path`` and ``value``."""
+    with pytest.raises(hi.HostInfoError) as exc:
+        hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)
+    assert_names(str(exc.value), path, value)
+
+
 @pytest.mark.parametrize("name,text,value", V2_BAD)
 def test_v2_malformed_file_names_the_file_and_content(tmp_path, name, text, value):
     proc, cg = v2_tree(tmp_path, {name: text + "\n"})
-    with pytest.raises(hi.HostInfoError) as exc:
-        hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)
-    assert_names(str(exc.value), cg / name, value)
+    fails_naming(proc, cg, cg / name, value)
 
 
 @pytest.mark.parametrize("name,text,value", V2_BAD_WITH_LIMIT)
 def test_v2_malformed_usage_names_the_file_and_content(tmp_path, name, text, value):
     files = {"memory.max": "1073741824\n", "memory.current": "1000\n", name: text + "\n"}
-    proc, cg = v2_tree(tmp_path, files)
-    with pytest.raises(hi.HostInfoError) as exc:
-        hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)
-    assert_names(str(exc.value), cg / name, value)
+    fails_naming(*v2_tree(tmp_path, files), tmp_path / "cg" / name, value)
 
 
 @pytest.mark.parametrize("name,text,value", V1_BAD)
 def test_v1_malformed_file_names_the_file_and_content(tmp_path, name, text, value):
     proc, cg = v1_tree(tmp_path, {name: text + "\n"})
-    with pytest.raises(hi.HostInfoError) as exc:
-        hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)
-    assert_names(str(exc.value), cg / name, value)
+    fails_naming(proc, cg, cg / name, value)
 
 
 @pytest.mark.parametrize("meminfo,value", MEMINFO_BAD)
 def test_malformed_meminfo_names_the_file_and_line(tmp_path, meminfo, value):
     proc, cg = v2_tree(tmp_path, {}, meminfo=meminfo)
-    with pytest.raises(hi.HostInfoError) as exc:
-        hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)
-    assert_names(str(exc.value), proc / "meminfo", value)
+    fails_naming(proc, cg, proc / "meminfo", value)
+
+
+# The kernel's nr_open bounds the units' LimitNOFILE (the plan checks it): a malformed one fails.
+@pytest.mark.parametrize("text,value", [("abc", "abc"), ("0", "0"), ("-5", "-5"), ("", "''"),
+                                        ("1048576 kB", "1048576 kB"), ("1e6", "1e6")])
+def test_malformed_nr_open_names_the_file_and_content(tmp_path, text, value):
+    proc, cg = v2_tree(tmp_path, {})
+    write(proc / "sys" / "fs" / "nr_open", text + "\n")
+    fails_naming(proc, cg, proc / "sys" / "fs" / "nr_open", value)
+
+
+def test_nr_open_is_read_and_none_where_the_file_is_not(tmp_path):
+    proc, cg = v2_tree(tmp_path, {})
+    assert hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)["nr_open"] is None
+    write(proc / "sys" / "fs" / "nr_open", "1048576\n")
+    assert hi.host_facts(str(proc), str(cg), affinity=2, cpu_count=2)["nr_open"] == 1048576
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode 000 file")

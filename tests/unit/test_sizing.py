@@ -156,10 +156,35 @@ def test_format_size(nbytes, text):
     ({"cpus": 0}, r"cpus: 0 must be above 0"),
     ({"estimates": {"gunicorn_worker": "big"}}, r"estimates.gunicorn_worker: 'big' is not a size"),
     ({"estimates": {"nginx": "10mb"}}, r"estimates: \['nginx'\] are unknown"),
+    # the quotas name exactly the app's categories
+    ({"image_cache_categories": list(DEV_QUOTAS), "image_cache_quotas": dict(DEV_QUOTAS, covr=0.01)},
+     r"image_cache_quotas.covr: 0.01 is not one of the app's image cache categories .*"
+     r"did you mean cover\?"),
+    ({"image_cache_categories": list(DEV_QUOTAS) + ["avatar"]},
+     r"image_cache_quotas: \[.*\] has no quota for avatar"),
+    ({"image_cache_categories": list(DEV_QUOTAS), "image_cache_quotas": {}},
+     r"image_cache_quotas: \[\] has no quota for article, cover, dynamic, general, post, profile"),
+    ({"image_cache_categories": "article"}, r"image_cache_categories: 'article' must be a list"),
+    ({"image_cache_categories": ["article", ""]}, r"image_cache_categories: .* must be a list"),
+    # LimitNOFILE within the host's nr_open
+    ({"gunicorn_worker_connections": 5000, "nofile_max": 8192},
+     r"gunicorn_worker_connections: 5000 gives LimitNOFILE 10256, over the host's nr_open 8192"),
+    ({"celery_concurrency": 1000, "gunicorn_worker_connections": 100, "nofile_max": 1500},
+     r"celery_concurrency: 1000 gives LimitNOFILE 2256, over the host's nr_open 1500"),
+    ({"nofile_max": 0}, r"nofile_max: 0 must be above 0"),
 ])
 def test_bad_input_names_option_and_value(override, pattern):
     with pytest.raises(sz.SizingError, match=pattern):
         sz.plan(dev(**override))
+
+
+def test_the_apps_categories_and_nr_open_pass_when_they_hold():
+    plan = sz.plan(dev(image_cache_categories=list(DEV_QUOTAS), nofile_max=1048576))
+    assert set(plan["image_cache_quota_bytes"]) == set(DEV_QUOTAS)
+    # only a service on the host is checked: a cache-only host runs no Gunicorn
+    sz.plan(dev(services=["cache", "monitor"], gunicorn_worker_connections=5000, nofile_max=8192))
+    # an empty list checks nothing (the role's default)
+    sz.plan(dev(image_cache_categories=[], image_cache_quotas={"any": 0.1}))
 
 
 quota_sets = st.lists(st.integers(1, 1000), min_size=0, max_size=6).filter(
