@@ -291,9 +291,9 @@ def read_nr_open(proc_root="/proc"):
     text = _read(path)
     if text is None:
         return None
-    value = _int_of(path, text.strip(), "a whole number of files")
+    value = _int_of(path, text, "a whole number of files")
     if value <= 0:
-        raise _bad(path, text.strip(), "a number of files above 0")
+        raise _bad(path, text, "a number of files above 0")
     return value
 
 

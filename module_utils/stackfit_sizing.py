@@ -254,9 +254,10 @@ def _plan(params):
         "worker": max(1024, 2 * max(concurrency, 1) + 256),
     }
     if p["nofile_max"] is not None:
-        for kind, option, value in (("web", "gunicorn_worker_connections", p["gunicorn_worker_connections"]),
-                                    ("worker", "celery_concurrency", concurrency)):
-            if (kind == "web" and web or kind == "worker" and worker) and nofile[kind] > p["nofile_max"]:
+        for runs, kind, option, value in (
+                (web, "web", "gunicorn_worker_connections", p["gunicorn_worker_connections"]),
+                (worker, "worker", "celery_concurrency", concurrency)):
+            if runs and nofile[kind] > p["nofile_max"]:
                 raise SizingError("%s: %d gives LimitNOFILE %d, over the host's nr_open %d "
                                   "(/proc/sys/fs/nr_open): the unit would not start" % (
                                       option, value, nofile[kind], p["nofile_max"]))
