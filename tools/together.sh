@@ -17,7 +17,7 @@ while (($#)); do
   names+=("$name")
   (
     s=$SECONDS
-    bash -o pipefail -c "$command" 2>&1 | sed -u "s/^/[$name] /"
+    bash -o pipefail -c "$command" 2>&1 | tee "$dir/$name.log" | sed -u "s/^/[$name] /"
     status=${PIPESTATUS[0]}
     echo "$name: exit $status after $((SECONDS - s)) s" > "$dir/$name"
     exit "$status"
@@ -28,5 +28,12 @@ failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 printf '\n== phases run together\n'
 for name in "${names[@]}"; do cat "$dir/$name" 2> /dev/null || echo "$name: no status"; done
+# What failed, again at the end (a CI log may keep only its tail): pytest's FAILED/ERROR lines,
+# the scenarios' times and failed tasks, each phase's last 40 such lines.
+for name in "${names[@]}"; do
+  summary=$(grep -E '^(\[m[0-9]\] )?(FAILED|ERROR|fatal:|scenario |setup |every scenario|CRITICAL)' \
+    "$dir/$name.log" 2> /dev/null | cut -c 1-300 | tail -n 40)
+  [[ -z $summary ]] || printf '\n== %s: what it reported\n%s\n' "$name" "$summary"
+done
 rm -rf "$dir"
 exit "$failed"
