@@ -67,7 +67,7 @@ molecule-fresh:
 
 pytest: venv deps
 	@start=$$(date +%s); \
-	$(BIN)/pytest -q tests; \
+	$(BIN)/pytest -q --durations=20 tests; \
 	echo "pytest: $$(( $$(date +%s) - start )) s"
 
 # Lint, then every pytest test (unit, integration, e2e on this machine) beside every scenario from

@@ -145,20 +145,24 @@ def _plan(params):
             workers = p["gunicorn_workers"]
             explain.append("gunicorn_workers = %d: given." % workers)
         # Worker recycling (leaks): a worker is replaced after max_requests (+ jitter, so that
-        # workers never recycle together); never on a single worker, whose replacement would
-        # leave nobody to take the requests in flight.
-        if workers < 2 and p["gunicorn_max_requests"]:
-            max_requests = 0
-            explain.append("gunicorn_max_requests = 0: recycling off with one worker (its "
-                           "replacement would drop the requests in flight; the monitor watches "
-                           "its memory instead).")
-        else:
-            max_requests = p["gunicorn_max_requests"]
+        # workers never recycle together). A single worker has nobody to cover for it, so its
+        # replacement boots first (gunicorn.conf.py: TTIN, then TTOU retires the old one).
+        max_requests = p["gunicorn_max_requests"]
+        cover = workers < 2 and max_requests > 0
+        if cover:
+            explain.append("gunicorn_max_requests = %d (+ jitter %d), with cover: one worker, so "
+                           "after that many requests it has the master boot a second one (TTIN) "
+                           "and retires once that one has loaded the app (TTOU); a second "
+                           "worker's PSS for a moment, within MemoryHigh." % (
+                               max_requests, max_requests // 10))
+        elif max_requests:
             explain.append("gunicorn_max_requests = %d (+ jitter %d): a worker is replaced after "
                            "that many requests, never all at once." % (
                                max_requests, max_requests // 10))
+        else:
+            explain.append("gunicorn_max_requests = 0: given, recycling off.")
     else:
-        max_requests = 0
+        max_requests, cover = 0, False
 
     service_bytes = {
         "web": fixed["web"] + workers * est["gunicorn_worker"],
@@ -281,6 +285,7 @@ def _plan(params):
         "gunicorn_worker_connections": p["gunicorn_worker_connections"],
         "gunicorn_max_requests": max_requests,
         "gunicorn_max_requests_jitter": max_requests // 10,
+        "gunicorn_recycle_cover": cover,
         "celery_concurrency": concurrency,
         "redis_maxmemory_bytes": maxmemory,
         "redis_maxmemory": format_size(maxmemory),

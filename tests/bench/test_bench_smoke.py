@@ -24,7 +24,7 @@ def test_smoke_run_writes_the_report_and_the_charts(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_MEMORY_LIMIT", "GUNICORN_WORKERS", "CELERY_CONCURRENCY", "MEMORY_MONITOR_INTERVAL")}
     cmd = [sys.executable, "-m", "tools.bench", "--smoke", "--out", str(tmp_path), "--json", str(raw)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
 
     report = (tmp_path / "benchmarks.md").read_text()

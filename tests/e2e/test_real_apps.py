@@ -185,6 +185,22 @@ def test_a_broken_release_is_refused_with_its_own_error_and_the_old_one_serves(t
     assert pid("gunicorn") == master and get("/healthcheck")[0] == 200
 
 
+def test_a_worker_class_the_apps_virtualenv_cannot_import_is_refused_and_the_old_release_serves(tmp_path):
+    serving = os.path.realpath("/opt/stackfit/current")
+    master = pid("gunicorn")
+    config = open("/etc/stackfit/gunicorn.conf.py", encoding="utf-8").read()
+    # A real class an operator might name: uvicorn's, which ihatemoney's virtualenv does not hold.
+    out = deploy(tmp_path, "uvicorn", IHATEMONEY, check=False,
+                 stackfit_gunicorn_worker_class="uvicorn.workers.UvicornWorker")
+    assert out.returncode != 0
+    assert ("stackfit_gunicorn_worker_class=uvicorn.workers.UvicornWorker: not importable in the "
+            "app's virtualenv") in out.stdout, out.stdout[-3000:]
+    assert "Traceback" not in out.stdout
+    assert os.path.realpath("/opt/stackfit/current") == serving
+    assert open("/etc/stackfit/gunicorn.conf.py", encoding="utf-8").read() == config
+    assert pid("gunicorn") == master and get("/healthcheck")[0] == 200
+
+
 def test_superset_with_celery_and_redis(tmp_path):
     started = time.monotonic()
     out = deploy(tmp_path, "superset", SUPERSET)

@@ -83,6 +83,22 @@ def test_plan_that_cannot_fit_at_one_worker_fails_with_numbers_unless_overcommit
     assert plan["fits"] is False and plan["gunicorn_workers"] == 1
 
 
+@pytest.mark.parametrize("workers, max_requests, cover, line", [
+    (1, 50, True, "gunicorn_max_requests = 50 (+ jitter 5), with cover: one worker"),
+    (2, 50, False, "gunicorn_max_requests = 50 (+ jitter 5): a worker is replaced"),
+    (1, 0, False, "gunicorn_max_requests = 0: given, recycling off."),
+    (3, 0, False, "gunicorn_max_requests = 0: given, recycling off."),
+])
+def test_one_worker_recycles_with_cover_and_more_with_max_requests(workers, max_requests, cover, line):
+    plan = sz.plan(dev(gunicorn_workers=workers, gunicorn_max_requests=max_requests))
+    assert plan["gunicorn_max_requests"] == max_requests
+    assert plan["gunicorn_max_requests_jitter"] == max_requests // 10
+    assert plan["gunicorn_recycle_cover"] is cover
+    assert [e for e in plan["explain"] if e.startswith("gunicorn_max_requests")] == [
+        e for e in plan["explain"] if e.startswith(line)]
+    assert any(e.startswith(line) for e in plan["explain"])
+
+
 def test_only_services_on_the_host_take_memory():
     full = sz.plan(dev())
     web_only = sz.plan(dev(services=["web"]))
