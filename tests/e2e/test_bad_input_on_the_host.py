@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 
 import pytest
 
-from conftest import ROOT
-from test_dev_stack import BIN, OVERRIDES, RUN, get, playbook
+from test_dev_stack import RUN, get, playbook, run_playbook
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
 
@@ -70,11 +68,7 @@ ROWS = [
 @pytest.mark.parametrize("extra, env, named", ROWS,
                          ids=[" ".join(e) or " ".join("%s=%s" % i for i in v.items()) for e, v, _ in ROWS])
 def test_bad_input_fails_naming_it_and_changes_nothing(running, extra, env, named):
-    full_env = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
-    full_env.update(env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    args = [a for value in extra for a in ("-e", value)]
-    out = subprocess.run([os.path.join(BIN, "ansible-playbook"), "site.yml", "-i", "inventories/dev", *args],
-                         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
+    out = run_playbook("site.yml", *[a for value in extra for a in ("-e", value)], env=env, timeout=600)
     assert out.returncode != 0, out.stdout[-3000:]
     for text in named:
         assert text in out.stdout, out.stdout[-3000:]

@@ -25,12 +25,18 @@ RUN = "/run/stackfit"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
 
 
-def playbook(*args, env=None, timeout=1200):
+def run_playbook(*args, env=None, timeout=1200):
+    """ansible-playbook on the dev inventory, without the seed's overrides unless ``env`` sets
+    them: the finished process, whatever its exit."""
     full_env = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
     full_env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     full_env.update(env or {})
-    out = subprocess.run([os.path.join(BIN, "ansible-playbook"), *args, "-i", "inventories/dev"],
-                         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([os.path.join(BIN, "ansible-playbook"), *args, "-i", "inventories/dev"],
+                          cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def playbook(*args, env=None, timeout=1200):
+    out = run_playbook(*args, env=env, timeout=timeout)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     return out.stdout
 

@@ -17,8 +17,8 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, measured
-from test_dev_stack import BIN, OVERRIDES, RUN, pid, playbook, recap, wait_for
+from conftest import measured
+from test_dev_stack import RUN, pid, playbook, recap, run_playbook, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
 
@@ -95,11 +95,7 @@ def deploy(tmp_path, name, app, check=True, **extra):
     path = tmp_path / ("%s.yml" % name)
     path.write_text(yaml.safe_dump(values))
     if not check:
-        env = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
-        env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-        return subprocess.run([os.path.join(BIN, "ansible-playbook"), "site.yml", "-i",
-                               "inventories/dev", "-e", "@%s" % path], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=1800)
+        return run_playbook("site.yml", "-e", "@%s" % path, timeout=1800)
     return playbook("site.yml", "-e", "@%s" % path, timeout=1800)
 
 

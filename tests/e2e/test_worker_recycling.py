@@ -14,7 +14,7 @@ import pytest
 
 from conftest import measured
 
-from test_dev_stack import Load, playbook, wait_for
+from test_dev_stack import Load, pid, playbook, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provisions this machine: needs root")
 
@@ -42,8 +42,7 @@ def restore():
 
 
 def master_children():
-    with open("/run/stackfit/gunicorn.pid", encoding="ascii") as handle:
-        master = int(handle.read())
+    master = pid("gunicorn")
     with open("/proc/%d/task/%d/children" % (master, master), encoding="ascii") as handle:
         return handle.read().split()
 
