@@ -10,11 +10,18 @@ import http.client
 import threading
 import time
 
+RECONNECT_EVERY = 20
+
 
 def load(host, port, paths, concurrency, seconds, max_requests=100000, host_header=None,
-         every=0.5, sample=None):
+         every=0.5, sample=None, reconnect_every=RECONNECT_EVERY):
     """GET ``paths`` in turn from ``concurrency`` threads for ``seconds`` (at most ``max_requests``
-    in all), calling ``sample()`` every ``every`` seconds meanwhile. Returns counts and req/s."""
+    in all), calling ``sample()`` every ``every`` seconds meanwhile. Returns counts and req/s.
+
+    Each thread opens a new connection after ``reconnect_every`` requests on one: a kept-alive
+    connection stays with the Gunicorn worker that accepted it, so connections that never close
+    keep the one split between workers drawn at the start (an async worker may hold most of them,
+    or none) and a sample sees only that split. Reconnecting redraws it many times a run."""
     stop = threading.Event()
     lock = threading.Lock()
     counts = {"ok": 0, "failed": 0, "statuses": {}}
@@ -36,7 +43,8 @@ def load(host, port, paths, concurrency, seconds, max_requests=100000, host_head
                 response = conn.getresponse()
                 response.read()
                 status = response.status
-                if response.getheader("Connection", "").lower() == "close":
+                if (response.getheader("Connection", "").lower() == "close"
+                        or (number - offset) % reconnect_every == 0):
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException):
