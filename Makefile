@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 # Debian packages the tests need on the controller (the roles install what the hosts need).
-APT_PACKAGES := redis-server wrk
+APT_PACKAGES := redis-server wrk shellcheck
 
-.PHONY: dev venv deps lint unit integration pytest test plan stop clean molecule-setup molecule molecule-fresh bench
+.PHONY: dev venv deps lint unit integration pytest test plan stop clean molecule-setup molecule molecule-fresh bench \
+  collection collection-sanity
 
 venv: $(VENV)/.installed
 # The tools, and the sample app's requirements (its tests run it in this venv).
@@ -38,6 +39,15 @@ stop: venv
 lint: venv
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint -q
+
+# stackfit as an Ansible collection: build/stackfit-stackfit-<version>.tar.gz (tools/collection).
+collection: venv
+	$(BIN)/python -m tools.collection.build build
+
+# ansible-test sanity and ansible-doc on the built collection, installed into an empty path.
+collection-sanity: venv deps
+	@start=$$(date +%s); bash tools/collection/sanity.sh; \
+	echo "collection sanity: $$(( $$(date +%s) - start )) s"
 
 unit: venv deps
 	$(BIN)/pytest -q tests/unit
@@ -70,10 +80,10 @@ pytest: venv deps
 	$(BIN)/pytest -q --durations=20 tests; \
 	echo "pytest: $$(( $$(date +%s) - start )) s"
 
-# Lint, then every pytest test (unit, integration, e2e on this machine) beside every scenario from
-# nothing (containers of their own): Debian packages and the Molecule venv first, so that no two
-# apt runs meet. Each phase's time is printed.
-test: lint deps
+# Lint and the collection's sanity tests, then every pytest test (unit, integration, e2e on this
+# machine) beside every scenario from nothing (containers of their own): Debian packages and the
+# Molecule venv first, so that no two apt runs meet. Each phase's time is printed.
+test: lint deps collection-sanity
 	@start=$$(date +%s); SKIP_IMAGE=1 bash molecule/resources/setup.sh; \
 	echo "molecule packages and venv: $$(( $$(date +%s) - start )) s"
 	@start=$$(date +%s); tools/together.sh \

@@ -37,14 +37,20 @@ options:
         missing or unreadable.
     type: dict
     default: {}
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: none
   facts:
     support: full
-author: stackfit
+author: stackfit developers (@stackfit)
 """
 
 EXAMPLES = r"""

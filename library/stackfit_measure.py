@@ -51,12 +51,17 @@ options:
         Python with the app's virtualenv, user and environment, e.g. stackfit-daemon run ... --
         venv/bin/python) and sample Celery while they run.
     type: dict
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: none
-author: stackfit
+author: stackfit developers (@stackfit)
 """
 
 EXAMPLES = r"""
@@ -163,7 +168,7 @@ def main():
         result = {"ok": 0, "failed": 0, "seconds": 0}
     probe = p["celery_probe"]
     if probe and pids["celery"]:
-        idle = min(tree_pss(pids["celery"]) or 0 for _ in range(3))
+        idle = min(tree_pss(pids["celery"]) or 0 for _try in range(3))
         sent = subprocess.run(list(probe["command"]) + ["-c", PROBE, json.dumps(probe)],
                               capture_output=True, text=True, timeout=300, check=False)
         if sent.returncode != 0:

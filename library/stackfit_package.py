@@ -28,10 +28,18 @@ options:
     description: The zip file to write; its directory is made when missing.
     type: path
     required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
     details: Reports whether O(dest) would change and writes nothing.
+  diff_mode:
+    support: none
+author: stackfit developers (@stackfit)
 """
 
 EXAMPLES = r"""

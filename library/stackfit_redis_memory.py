@@ -114,14 +114,19 @@ notes:
   - Redis Cluster is not supported; point the module at each node.
 requirements:
   - redis (redis-py) on the host that runs the module
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
     details: Reads, compares and runs the safety checks; sets nothing and never rewrites.
   diff_mode:
     support: full
     details: Before and after of maxmemory (bytes) and maxmemory_policy.
-author: stackfit
+author: stackfit developers (@stackfit)
 """
 
 EXAMPLES = r"""
@@ -171,7 +176,7 @@ used_memory:
   returned: success and failure after Redis was read
   type: int
 used_memory_human:
-  description: O(used_memory) in MiB or GiB.
+  description: RV(used_memory) in MiB or GiB.
   returned: success and failure after Redis was read
   type: str
 queue_keys_found:

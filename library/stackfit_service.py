@@ -53,12 +53,17 @@ options:
     description: Seconds a start may take to become ready.
     type: int
     default: 60
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: none
-author: stackfit
+author: stackfit developers (@stackfit)
 """
 
 EXAMPLES = r"""
@@ -152,7 +157,7 @@ class Systemd:
         return parse_show(self.run("show", self.unit, "-p", self.PROPS)[1])
 
     def journal(self, since):
-        rc, out, _ = self.module.run_command(
+        rc, out, _err = self.module.run_command(
             ["journalctl", "-u", self.unit, "--no-pager", "-o", "cat", "-n", "30",
              "--since", "@%d" % int(since)])
         return out.strip() if rc == 0 else ""
@@ -200,7 +205,7 @@ class Systemd:
         marker = self.spec.get("ready_log")
         if not marker:
             return True
-        rc, out, _ = self.module.run_command(
+        rc, out, _err = self.module.run_command(
             ["journalctl", "-u", self.unit, "--no-pager", "-o", "cat", "--since", "@%d" % int(since)])
         if rc == 0 and marker in out:
             return True
@@ -236,7 +241,7 @@ class Systemd:
         since = time.time() - 1
         offsets = log_sizes(_logs(self.spec))
         for action in actions:
-            rc, _ = self.run(action, self.unit, check=False)
+            rc, _out = self.run(action, self.unit, check=False)
             if rc != 0:
                 self.fail("systemctl %s %s failed (%d)\n%s" % (action, self.unit, rc,
                                                                self.output(since, offsets)))
@@ -271,8 +276,8 @@ class Script:
         offsets = log_sizes(_logs(self.spec))
         rc, out, err = self.module.run_command(list(argv))
         if rc != 0:
-            self.fail("%s exited %d: %s\n%s" % (" ".join(argv), rc, (err or out).strip()[-3000:],
-                                                 output_of(_logs(self.spec), offsets)))
+            self.fail("%s exited %d: %s\n%s" % (
+                " ".join(argv), rc, (err or out).strip()[-3000:], output_of(_logs(self.spec), offsets)))
         try:
             pid = wait_ready(self.pidfile, timeout, self.spec.get("host"), self.spec.get("port"),
                              self.match, _logs(self.spec), offsets, int(self.spec.get("workers") or 0))

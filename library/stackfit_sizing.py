@@ -197,14 +197,20 @@ options:
       C(gunicorn_graceful_timeout), C(celery_task_time_limit), C(redis_port)).
     type: dict
     default: {}
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: none
   facts:
     support: full
-author: stackfit
+author: stackfit developers (@stackfit)
 """
 
 EXAMPLES = r"""
@@ -318,7 +324,7 @@ def check_variables(module, seen, files):
         (specs if "argument_specs" in (document or {}) else group_vars).append(document)
     found = unknown(seen, declared(specs, group_vars))
     if found:
-        module.fail_json(msg="stackfit_sizing: %s" % message(found), unknown=[n for n, _ in found])
+        module.fail_json(msg="stackfit_sizing: %s" % message(found), unknown=[n for n, _why in found])
 
 
 def main():
@@ -328,11 +334,11 @@ def main():
     manager = "systemd" if control["service_manager"] == "systemd" else "script"
     if control["variables"]:
         check_variables(module, control["variables"], control["declarations"])
-    store, _ = normalise(control["measurements"] or None)
+    store, _dropped = normalise(control["measurements"] or None)
     now = time.time()
     params["measured"] = {}
     for kind in MEASURED_KINDS:
-        enough, _ = evidence(store, kind, now)
+        enough, _why = evidence(store, kind, now)
         previous = (control["previous"] or {}).get(kind)
         previous = previous if isinstance(previous, dict) else {}
         rec = recommend(series(store, kind), now, events(store, [SERVICE_OF[kind]]),

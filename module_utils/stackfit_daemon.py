@@ -37,6 +37,10 @@ CHILD_SETTLE_SECONDS = 1.0
 TAIL_LINES = 30
 
 
+def _say(text, stream=None):  # the command line's output (the program on hosts; no module calls it)
+    (stream or sys.stdout).write(text + "\n")
+
+
 def read_pid(pidfile):
     """The pid in ``pidfile`` (its first number), or None when missing or holding no number."""
     try:
@@ -121,7 +125,7 @@ def running_pid(pidfile, match=None):
 
 def remove_stale(pidfile, match=None):
     """Remove ``pidfile`` when it names no live service; True when it did."""
-    pid, _ = trusted_pid(pidfile, match)
+    pid, _why = trusted_pid(pidfile, match)
     if pid is None and os.path.lexists(pidfile):
         try:
             os.unlink(pidfile)
@@ -397,7 +401,7 @@ def wait_ready(pidfile, timeout, host=None, port=None, match=None, logs=(), sinc
 # --------------------------------------------------------------------------------------------
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="stackfit-daemon", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="stackfit-daemon", description=__doc__.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     launch_p = sub.add_parser("launch", usage="stackfit-daemon launch NAME PIDFILE LOG [options] -- COMMAND...",
                               help="start COMMAND in the background unless it runs")
@@ -451,45 +455,45 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.command == "status":
         pid, why = trusted_pid(args.pidfile, args.match)
-        print("%s runs (pid %d)" % (args.name, pid) if pid else "%s is not running: %s" % (args.name, why))
+        _say("%s runs (pid %d)" % (args.name, pid) if pid else "%s is not running: %s" % (args.name, why))
         return 0 if pid else 3
     if args.command == "stop":
         try:
             pid = stop(args.pidfile, signal_number(args.signal), args.timeout, args.match)
         except (OSError, ValueError) as exc:
-            print("%s: cannot stop: %s" % (args.name, exc), file=sys.stderr)
+            _say("%s: cannot stop: %s" % (args.name, exc), sys.stderr)
             return 1
-        print("%s stopped (pid %d)" % (args.name, pid) if pid else "%s is not running" % args.name)
+        _say("%s stopped (pid %d)" % (args.name, pid) if pid else "%s is not running" % args.name)
         return 0
     if not command:
-        print("stackfit-daemon %s: no command after --" % args.command, file=sys.stderr)
+        _say("stackfit-daemon %s: no command after --" % args.command, sys.stderr)
         return 2
     env = dict(os.environ)
     try:
         if args.env_file:
             env.update(read_env_file(args.env_file))
     except (OSError, ValueError) as exc:
-        print("%s: --env-file: %s" % (args.name, exc), file=sys.stderr)
+        _say("%s: --env-file: %s" % (args.name, exc), sys.stderr)
         return 2
     for item in args.env:
-        key, _, value = item.partition("=")
+        key, _equals, value = item.partition("=")
         env[key] = value
     if args.command == "run":
         try:
             return subprocess.run(command, cwd=args.cwd, env=env, preexec_fn=as_user(args.user),
                                   stdin=subprocess.DEVNULL, check=False).returncode
         except (OSError, KeyError) as exc:
-            print("%s: %s" % (args.name, exc), file=sys.stderr)
+            _say("%s: %s" % (args.name, exc), sys.stderr)
             return 127
     try:
         pid, started = launch(args.name, args.pidfile, args.log, command, user=args.user,
                               cwd=args.cwd, env=env, match=args.match)
     except (OSError, RuntimeError, KeyError) as exc:
-        print("%s: %s" % (args.name, exc), file=sys.stderr)
+        _say("%s: %s" % (args.name, exc), sys.stderr)
         return 1
-    print("%s %s (pid %d)" % (args.name, "started" if started else "already runs", pid))
+    _say("%s %s (pid %d)" % (args.name, "started" if started else "already runs", pid))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

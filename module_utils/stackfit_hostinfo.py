@@ -62,7 +62,7 @@ def parse_meminfo(text, source="/proc/meminfo"):
     ``source`` and the line. Other lines that do not parse are skipped, as before."""
     result = {}
     for line in text.splitlines():
-        name, _, rest = line.partition(":")
+        name, _colon, rest = line.partition(":")
         name = name.strip()
         parts = rest.split()
         if name in MEMINFO_FIELDS and (len(parts) != 2 or not parts[0].isdigit()

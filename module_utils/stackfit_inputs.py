@@ -89,6 +89,7 @@ MEASURED_MAX_FACTOR = 1.25
 MEASURED_KINDS = {"gunicorn_master": "web", "gunicorn_worker": "web", "celery_base": "worker",
                   "celery_task": "worker"}
 
+
 def _bool(value, option):
     if isinstance(value, bool):
         return value
@@ -121,7 +122,7 @@ def _positive_number(value, option, cast=float):
         number = cast(value)
     except (TypeError, ValueError):
         _fail(option, value, "is not a number")
-    if isinstance(value, bool) or not number > 0 or not math.isfinite(number):
+    if isinstance(value, bool) or number <= 0 or not math.isfinite(number):
         _fail(option, value, "must be above 0")
     return number
 

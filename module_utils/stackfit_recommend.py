@@ -170,8 +170,8 @@ def recommend(samples, now, events=(), previous=None, half_life=HALF_LIFE_SECOND
     valid, skipped = _valid(samples, now)
     if not valid:
         return None
-    stamps = [stamp for stamp, _ in valid]
-    sizes = [size for _, size in valid]
+    stamps = [stamp for stamp, _size in valid]
+    sizes = [size for _stamp, size in valid]
     weights = _weights(stamps, half_life)
     total = sum(weights)
     n_eff = total * total / sum(weight * weight for weight in weights)

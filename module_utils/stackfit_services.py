@@ -6,8 +6,9 @@ roles, playbooks/stop.yml, stop.sh, the rollout tasks, the monitor's configurati
 ``stackfit_service`` module need to know about it: its systemd unit, its pidfile, its start script,
 its stop signal and timeout, its reload signal, where it listens, its log files (the last lines of
 which explain a failure), the files that define it (a rollout snapshots them), the paths it may
-write, what stop.yml's purge removes besides the stack's directories, and ``match``: a string its command line contains (a pid is trusted only while it does). The plan carries the result as ``stackfit_plan.units`` (and /etc/stackfit/plan.json on each
-host), in stop order.
+write, what stop.yml's purge removes besides the stack's directories, and ``match``: a string its
+command line contains (a pid is trusted only while it does). The plan carries the result as
+``stackfit_plan.units`` (and /etc/stackfit/plan.json on each host), in stop order.
 """
 from __future__ import annotations
 

@@ -195,10 +195,10 @@ def _plan(params):
     for name in SERVICES:
         if name in services:
             explain.append("planned %s = %s (%s)." % (name, human(service_bytes[name]), {
-                "web": "master %s + %d workers x %s" % (human(est["gunicorn_master"]), workers,
-                                                       human(est["gunicorn_worker"])),
-                "worker": "base %s + %d tasks x %s" % (human(est["celery_base"]), concurrency,
-                                                      human(est["celery_task"])),
+                "web": "master %s + %d workers x %s" % (
+                    human(est["gunicorn_master"]), workers, human(est["gunicorn_worker"])),
+                "worker": "base %s + %d tasks x %s" % (
+                    human(est["celery_base"]), concurrency, human(est["celery_task"])),
                 "cache": "base %s + maxmemory %s x %.2f" % (human(est["redis_base"]),
                                                             format_size(maxmemory),
                                                             est["redis_overhead"]),
@@ -239,11 +239,11 @@ def _plan(params):
             upper = sum(counts[kind] * (measured[kind]["upper"] if kind in measured
                                         else est[kind] * MEMORY_HIGH_FACTOR) for kind in kinds)
             high, top = upper, upper * MEASURED_MAX_FACTOR
+            terms = " + ".join("%d x %s" % (counts[k], human(measured[k]["upper"] if k in measured
+                                                             else est[k] * MEMORY_HIGH_FACTOR))
+                               for k in kinds)
             explain.append("unit memory limits %s: MemoryHigh = %s, the measured upper bounds (%s); "
-                           "MemoryMax = x %.2f." % (name, human(high), " + ".join(
-                               "%d x %s" % (counts[k], human(measured[k]["upper"] if k in measured
-                                                               else est[k] * MEMORY_HIGH_FACTOR))
-                               for k in kinds), MEASURED_MAX_FACTOR))
+                           "MemoryMax = x %.2f." % (name, human(high), terms, MEASURED_MAX_FACTOR))
         else:
             high = service_bytes[name] * MEMORY_HIGH_FACTOR
             top = service_bytes[name] * MEMORY_MAX_FACTOR

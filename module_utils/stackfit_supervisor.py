@@ -73,8 +73,15 @@ BACKOFF_MAX, MAX_FAILURES, WINDOW, ERROR_CHARS = 30.0, 5, 60.0, 2000
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
+def _say(text, stream=None):
+    """The command line's output (these programs run on hosts; no module calls this)."""
+    stream = stream or sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def log(message):
-    print("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), message), flush=True)
+    _say("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), message))
 
 
 def check_private_dir(path, create=True):
@@ -232,7 +239,7 @@ class Supervisor:
             svc.proc = subprocess.Popen(svc.unit["start"], stdin=subprocess.DEVNULL, stdout=svc.out,
                                         stderr=subprocess.STDOUT, env=ENV, cwd="/", start_new_session=True)
         except OSError as exc:
-            svc.out, _ = None, svc.out.close()
+            svc.out, _closed = None, svc.out.close()
             return self.failed(svc, now, "cannot run %s: %s" % (svc.unit["start"][0], exc))
         svc.proc.began = now
         return now + 0.1
@@ -322,19 +329,19 @@ def cmd_status(args):
     try:
         state = read_state(args.state)
     except (OSError, ValueError) as exc:
-        print("stackfit-supervisor: no state: %s" % exc)
+        _say("stackfit-supervisor: no state: %s" % exc)
         return 3
     alive = supervisor_alive(state)
     if args.json:
-        print(json.dumps(dict(state, alive=alive), indent=1, sort_keys=True))
+        _say(json.dumps(dict(state, alive=alive), indent=1, sort_keys=True))
     else:
-        print("supervisor %s (pid %s)" % ("runs" if alive else "is not running", state["supervisor"]["pid"]))
+        _say("supervisor %s (pid %s)" % ("runs" if alive else "is not running", state["supervisor"]["pid"]))
         for name, svc in state["services"].items():
             when = svc["last_restart"] and time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(svc["last_restart"]))
-            print("%-10s %-10s %-4s pid %-8s restarts %-4d last %s" % (
+            _say("%-10s %-10s %-4s pid %-8s restarts %-4d last %s" % (
                 name, svc["state"], "up" if svc["up"] else "down", svc["pid"] or "-", svc["restarts"], when or "-"))
             if svc["state"] != "running" and svc["last_error"]:
-                print("    " + svc["last_error"].replace("\n", "\n    "))
+                _say("    " + svc["last_error"].replace("\n", "\n    "))
     return 3 if not alive else 0 if all(svc["state"] == "running" for svc in state["services"].values()) else 1
 
 
@@ -346,13 +353,13 @@ def cmd_reset(args):
             raise ValueError("no service %r (known: %s)" % (args.name, ", ".join(state["services"])))
         write_atomic(os.path.join(os.path.dirname(os.path.abspath(args.state)), "reset-" + args.name), "reset\n")
     except (OSError, ValueError, KeyError) as exc:
-        print("stackfit-supervisor reset: %s" % exc, file=sys.stderr)
+        _say("stackfit-supervisor reset: %s" % exc, sys.stderr)
         return 2
     if supervisor_alive(state) and wait_until(
             lambda: read_state(args.state)["services"][args.name]["state"] != "fatal", 3):
-        print("%s: reset, it will be started again" % args.name)
+        _say("%s: reset, it will be started again" % args.name)
         return 0
-    print("%s: reset asked; the supervisor has not taken it (does it run?)" % args.name)
+    _say("%s: reset asked; the supervisor has not taken it (does it run?)" % args.name)
     return 1
 
 
@@ -366,14 +373,14 @@ def cmd_run(args):
             raise ValueError("%s: manager is systemd, which restarts the services itself" % args.plan)
         check_private_dir(os.path.dirname(os.path.abspath(args.state)))
     except (OSError, ValueError) as exc:
-        print("stackfit-supervisor: %s" % exc, file=sys.stderr)
+        _say("stackfit-supervisor: %s" % exc, sys.stderr)
         return 2
     return Supervisor(plan, os.path.abspath(args.state), args.interval, args.backoff, args.startsecs,
                       os.path.abspath(args.plan)).run()
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="stackfit-supervisor", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="stackfit-supervisor", description=__doc__.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="supervise the plan's services (in the foreground)")
     run_p.add_argument("--plan", default=DEFAULT_PLAN)
@@ -396,4 +403,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -22,6 +22,7 @@ _UNITS = {
 _SIZE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _PERCENT_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
 
+
 class SizingError(ValueError):
     """Bad input: the message names the option and the value."""
 

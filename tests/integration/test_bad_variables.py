@@ -61,7 +61,7 @@ def test_an_empty_profile_file_fails(tmp_path):
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(hosts))
     out = playbook("playbooks/plan.yml", "-i", str(tmp_path / "hosts.yml"), *ASSUME)
     assert out.returncode != 0
-    assert "must set stackfit_environment to its name (it is development)" in out.stdout
+    assert "must set stackfit_environment to its name (it is '')" in out.stdout
 
 
 @pytest.mark.parametrize("edit, expected", [

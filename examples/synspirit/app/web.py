@@ -100,7 +100,7 @@ def work():
     with client().pipeline(transaction=False) as pipe:  # one round trip
         pipe.incr(WORK_KEY)
         pipe.expire(WORK_KEY, settings()["image_cache_ttl"])
-        hits, _ = pipe.execute()
+        hits, _expired = pipe.execute()
     return jsonify({"digest": digest.hex()[:16], "hits": hits})
 
 
@@ -108,7 +108,7 @@ def bearer_ok(header, token):
     """True if the Authorization header carries exactly `token`; an empty token admits no one."""
     if not token or not header:
         return False
-    scheme, _, given = header.partition(" ")
+    scheme, _space, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())

@@ -48,7 +48,7 @@ def render_prom(report):
            [({}, system["percent"])])
     family("stackfit_system_swap_bytes", "gauge", "Swap in bytes by kind.",
            [({"kind": "total"}, system["swap_total"]), ({"kind": "used"}, system["swap_used"])])
-    services = [(name, entry) for name, entry in sorted(report["processes"].items())]
+    services = sorted(report["processes"].items())
     family("stackfit_service_up", "gauge", "1 when the service's pidfile names a live process.",
            [({"service": name}, entry["up"]) for name, entry in services])
     family("stackfit_service_pss_bytes", "gauge",

@@ -129,7 +129,7 @@ def decide(memory_percent, current_maxmemory, used_memory, state, cfg, now):
     budget = cfg["budget_bytes"]
     if lower_bound > budget:
         reasons.append("used_memory x %.1f = %s exceeds budget %s: cannot respect both, hold "
-                       "maxmemory at %s" % (USED_MEMORY_MARGIN, human(lower_bound), human(budget),
+                       "maxmemory at %s" % (float(USED_MEMORY_MARGIN), human(lower_bound), human(budget),
                                             _maxmemory_text(current_maxmemory)))
         decision["clamps"] = ["conflict"]
         decision["reason"] = "; ".join(reasons)
@@ -137,7 +137,7 @@ def decide(memory_percent, current_maxmemory, used_memory, state, cfg, now):
     if target < lower_bound:
         decision["clamps"].append("used_memory")
         reasons.append("%s %s clamped up to used_memory %s x %.1f = %s" % (
-            band, human(wanted), human(used_memory), USED_MEMORY_MARGIN, human(lower_bound)))
+            band, human(wanted), human(used_memory), float(USED_MEMORY_MARGIN), human(lower_bound)))
         target = lower_bound
     if target > budget:
         decision["clamps"].append("budget")
@@ -198,4 +198,3 @@ def should_recycle(pss, limit, state, cooldown, now):
         return False, "celery PSS %s > limit %s but cooldown: last recycle %ds ago < %ss" % (
             human(pss), human(limit), now - last, cooldown)
     return True, "celery PSS %s > limit %s" % (human(pss), human(limit))
-

@@ -85,7 +85,7 @@ class RedisConnection:
             return data[:-2].decode("utf-8", "replace")
         if kind == b"*":
             size = int(rest)
-            return None if size < 0 else [self._parse_reply() for _ in range(size)]
+            return None if size < 0 else [self._parse_reply() for _item in range(size)]
         raise MalformedReplyError("unexpected reply from redis: %r" % line[:40])
 
     def info_memory(self):

@@ -1,0 +1,1 @@
+../../../module_utils/stackfit_daemon.py
