@@ -42,7 +42,7 @@ def test_memory_report_requires_the_token(client, caplog, tmp_path, app_config):
     ok = client.get("/api/admin/system/memory", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
     assert ok.status_code == 200
     report = ok.get_json()
-    assert set(report) == {"system", "redis", "python_process", "processes", "monitor"}
+    assert set(report) == {"system", "redis", "python_process", "processes", "image_caches", "monitor"}
     # The seed's fields, beside stackfit's per-process PSS.
     assert set(report["python_process"]) == {"pid", "memory_info", "cpu_percent"}
     assert report["python_process"]["memory_info"]["rss"] > 0

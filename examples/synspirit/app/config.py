@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+from app.image_urls import TRACKING
+
 DEFAULT_PATH = "/etc/stackfit/app.json"
 MIB = 1024 * 1024
 
@@ -30,6 +32,10 @@ DEFAULTS = {
     "admin_token": "",
     "monitor_report": None,
     "websockets": False,
+    # The URL index (app.image_urls): query parameters dropped from an image's URL (a "prefix*"
+    # entry drops every name it starts), and CDN host names that stand for another host.
+    "image_url_drop_params": None,   # None: image_urls.TRACKING
+    "image_host_aliases": {},
 }
 
 INT_KEYS = ("redis_maxmemory_bytes", "gunicorn_workers", "celery_concurrency",
@@ -65,6 +71,18 @@ def normalize(raw):
     config["image_cache_quota_bytes"] = quota_bytes
     if config["image_cache_ttl"] <= 0:
         raise ValueError("image_cache_ttl must be above 0: every cache key needs a TTL")
+    drop = config["image_url_drop_params"]
+    if drop is None:
+        drop = TRACKING
+    if not isinstance(drop, (list, tuple)) or not all(isinstance(n, str) and n for n in drop):
+        raise ValueError("image_url_drop_params: %r must be a list of parameter names" % (drop,))
+    config["image_url_drop_params"] = tuple(drop)
+    aliases = config["image_host_aliases"]
+    if not isinstance(aliases, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in aliases.items()):
+        raise ValueError("image_host_aliases: %r must map host names to host names" % (aliases,))
+    config["image_host_aliases"] = {k.lower().rstrip("."): v.lower().rstrip(".")
+                                    for k, v in aliases.items()}
     return config
 
 

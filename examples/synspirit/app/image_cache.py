@@ -17,6 +17,8 @@ errs towards staying under the quota.
 """
 from __future__ import annotations
 
+from app.image_urls import content_name
+
 # KEYS: 1 imgidx:C, 2 imgsize:C, 3 imgbytes:C, 4 img:C:<name>
 # ARGV: 1 name, 2 data, 3 quota bytes, 4 ttl seconds, 5 image key prefix "img:C:"
 # Returns {size, evicted} or {-1, 0} if the image alone is over the quota.
@@ -131,3 +133,47 @@ def usage(client, category):
     total = client.get(totalkey)
     names = [n.decode() if isinstance(n, bytes) else n for n in client.zrange(idx, 0, -1)]
     return int(total or 0), names
+
+
+# --- by URL: one copy per image (app.image_urls) -----------------------------------------------
+# imgurl:C:<canonical url>  the content name ("sha256-<hex>") the URL's bytes are stored under
+# imgsaved:C                bytes not stored again because the same bytes were already cached
+# Both WITH the cache's TTL, as every key here.
+
+def url_key(category, canonical_url):
+    return "imgurl:%s:%s" % (category, canonical_url)
+
+
+def saved_key(category):
+    return "imgsaved:%s" % category
+
+
+def put_url(client, quota_bytes, ttl, category, canonical_url, data):
+    """Store ``data`` fetched from ``canonical_url`` (see image_urls.canonical) once per content:
+    returns (content name, evicted, new). Bytes already cached under their hash replace themselves
+    (one copy, now the newest of its category); the URL points to them, and the category's saved
+    bytes grow by their size."""
+    name = content_name(data)
+    new = not client.exists(image_key(category, name))
+    evicted = put(client, quota_bytes, ttl, category, name, data)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(url_key(category, canonical_url), name, ex=int(ttl))
+        if not new:
+            pipe.incrby(saved_key(category), len(data))
+            pipe.expire(saved_key(category), int(ttl))
+        pipe.execute()
+    return name, evicted, new
+
+
+def get_url(client, quota_bytes, category, canonical_url):
+    """The bytes cached for this URL, or None (never stored, or the image has gone)."""
+    quota_for(quota_bytes, category)
+    name = client.get(url_key(category, canonical_url))
+    if name is None:
+        return None
+    return client.get(image_key(category, name.decode() if isinstance(name, bytes) else name))
+
+
+def saved(client, category):
+    """Bytes the URL index did not store twice in this category (within the cache's TTL)."""
+    return int(client.get(saved_key(category)) or 0)

@@ -6,6 +6,8 @@ import os
 
 import psutil
 
+from app import image_cache
+
 REDIS_FIELDS = ("used_memory", "used_memory_human", "maxmemory", "maxmemory_human",
                 "mem_fragmentation_ratio", "maxmemory_policy")
 
@@ -78,10 +80,29 @@ def python_process():
             "cpu_percent": proc.cpu_percent(interval=None)}
 
 
-def memory_report(redis_client, monitor_path):
+def image_caches(redis_client, quota_bytes):
+    """Per category: its quota, the bytes and images it holds, and the bytes the URL index did
+    not store twice (one copy per image, whatever URL it came by)."""
+    categories = sorted(quota_bytes)
+    with redis_client.pipeline(transaction=False) as pipe:  # one round trip
+        for category in categories:
+            idx, _sizes, totalkey = image_cache.bookkeeping_keys(category)
+            pipe.get(totalkey)
+            pipe.zcard(idx)
+            pipe.get(image_cache.saved_key(category))
+        replies = pipe.execute()
+    return {category: {"quota_bytes": quota_bytes[category], "bytes": int(replies[3 * i] or 0),
+                       "images": int(replies[3 * i + 1]),
+                       "saved_bytes": int(replies[3 * i + 2] or 0)}
+            for i, category in enumerate(categories)}
+
+
+def memory_report(redis_client, monitor_path, quota_bytes=None):
     """The seed's fields (system, redis, python_process) and stackfit's: every process of this
-    service with its PSS, and the monitor's last report (every service's PSS, Redis' included)."""
+    service with its PSS, the image caches, and the monitor's last report (every service's PSS,
+    Redis' included)."""
     return {
+        "image_caches": image_caches(redis_client, quota_bytes or {}),
         "system": system_memory(),
         "redis": redis_memory(redis_client.info("memory")),
         "python_process": python_process(),

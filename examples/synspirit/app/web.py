@@ -9,7 +9,7 @@ import redis
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app import image_cache
+from app import image_cache, image_urls
 from app.config import load_config, normalize
 from app.memory import memory_report
 
@@ -31,6 +31,9 @@ def create_app(config=None):
     app.add_url_rule("/api/admin/system/memory", view_func=admin_memory)
     app.add_url_rule("/api/images/<category>/<name>", view_func=put_image, methods=["PUT"])
     app.add_url_rule("/api/images/<category>/<name>", view_func=get_image, methods=["GET"])
+    # By URL (?url=...): one copy per image, whatever URL it came by (app.image_urls).
+    app.add_url_rule("/api/images/<category>", view_func=put_image_url, methods=["PUT"])
+    app.add_url_rule("/api/images/<category>", view_func=get_image_url, methods=["GET"])
     app.register_error_handler(redis.RedisError, redis_down)
     # As the seed's endpoint does: every error answers JSON {"error": ...}, never an HTML page.
     app.register_error_handler(HTTPException, http_error)
@@ -125,7 +128,8 @@ def admin_memory():
         response = error(401, "unauthorized")
         response.headers["WWW-Authenticate"] = 'Bearer realm="synspirit"'
         return response
-    return jsonify(memory_report(client(), settings()["monitor_report"]))
+    return jsonify(memory_report(client(), settings()["monitor_report"],
+                                 settings()["image_cache_quota_bytes"]))
 
 
 def put_image(category, name):
@@ -149,6 +153,51 @@ def get_image(category, name):
     if category not in config["image_cache_quota_bytes"]:
         return error(404, "unknown category")
     data = image_cache.get(client(), config["image_cache_quota_bytes"], category, name)
+    if data is None:
+        return error(404, "not found")
+    return Response(data, mimetype="application/octet-stream")
+
+
+def image_url():
+    """The request's ?url= in its canonical form, or an error response naming what is wrong."""
+    config = settings()
+    given = request.args.get("url", "")
+    if not given:
+        return None, error(400, "give the image's URL as ?url=")
+    try:
+        return image_urls.canonical(given, config["image_url_drop_params"],
+                                    config["image_host_aliases"]), None
+    except ValueError as exc:
+        return None, error(400, str(exc))
+
+
+def put_image_url(category):
+    config = settings()
+    if category not in config["image_cache_quota_bytes"]:
+        return error(404, "unknown category")
+    url, failed = image_url()
+    if failed:
+        return failed
+    data = request.get_data(cache=False)
+    if not data:
+        return error(400, "empty image")
+    try:
+        name, evicted, new = image_cache.put_url(client(), config["image_cache_quota_bytes"],
+                                                 config["image_cache_ttl"], category, url, data)
+    except image_cache.OverQuota as exc:
+        return error(413, str(exc))
+    return jsonify({"category": category, "url": url, "name": name, "bytes": len(data),
+                    "evicted": evicted, "new": new}), 201 if new else 200
+
+
+def get_image_url(category):
+    config = settings()
+    if category not in config["image_cache_quota_bytes"]:
+        return error(404, "unknown category")
+    url, failed = image_url()
+    if failed:
+        return failed
+    data = image_cache.get_url(client(), config["image_cache_quota_bytes"], category, url)
     if data is None:
         return error(404, "not found")
     return Response(data, mimetype="application/octet-stream")
