@@ -89,12 +89,12 @@ def test_two_urls_of_the_same_image_make_one_entry_and_the_saving_shows(redis_se
     assert image_cache.usage(r, "article") == (300, [name])        # one copy
     assert image_cache.saved(r, "article") == 600                  # two copies not stored
     for url in (first, third):
-        assert image_cache.get_url(r, QUOTAS, "article", url) == image
+        assert image_cache.get_url(r, QUOTAS, TTL, "article", url) == image
     # Other bytes at a known URL: the URL now points to them; the first image stays for the other.
     other = b"y" * 200
     assert image_cache.put_url(r, QUOTAS, TTL, "article", third, other)[2] is True
-    assert image_cache.get_url(r, QUOTAS, "article", third) == other
-    assert image_cache.get_url(r, QUOTAS, "article", first) == image
+    assert image_cache.get_url(r, QUOTAS, TTL, "article", third) == other
+    assert image_cache.get_url(r, QUOTAS, TTL, "article", first) == image
     for key in r.keys("img*"):
         assert r.ttl(key) > 0, key   # every cache key has a TTL (volatile-lru may evict it)
 
@@ -104,11 +104,11 @@ def test_an_evicted_image_is_a_miss_by_every_url(redis_server):
     url = canonical("https://example.com/big.png")
     image_cache.put_url(r, QUOTAS, TTL, "post", url, b"a" * 400)
     image_cache.put_url(r, QUOTAS, TTL, "post", canonical("https://example.com/next.png"), b"b" * 400)
-    assert image_cache.get_url(r, QUOTAS, "post", url) is None      # evicted within the quota
+    assert image_cache.get_url(r, QUOTAS, TTL, "post", url) is None      # evicted within the quota
     with pytest.raises(image_cache.OverQuota):
         image_cache.put_url(r, QUOTAS, TTL, "post", url, b"c" * 501)
     with pytest.raises(image_cache.UnknownCategory):
-        image_cache.get_url(r, QUOTAS, "nope", url)
+        image_cache.get_url(r, QUOTAS, TTL, "nope", url)
 
 
 def test_the_app_caches_by_url_and_reports_the_saving(client):  # noqa: F811
@@ -127,8 +127,9 @@ def test_the_app_caches_by_url_and_reports_the_saving(client):  # noqa: F811
     assert client.put("/api/images/nope?url=https://example.com/a.jpg", data=image).status_code == 404
     report = client.get("/api/admin/system/memory",
                         headers={"Authorization": "Bearer " + ADMIN_TOKEN}).get_json()
-    assert report["image_caches"]["article"] == {"quota_bytes": 1000, "bytes": 100, "images": 1,
-                                                 "saved_bytes": 100}
+    assert report["image_caches"]["article"] == {
+        "quota_bytes": 1000, "bytes": 100, "images": 1, "saved_bytes": 100,
+        "reads": {"hot": 1, "cold": 0, "miss": 1}, "hit_rate": {"hot": 0.5, "cold": 0.0}}
 
 
 def test_the_index_settings_are_checked_naming_the_key():

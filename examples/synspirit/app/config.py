@@ -36,6 +36,10 @@ DEFAULTS = {
     # entry drops every name it starts), and CDN host names that stand for another host.
     "image_url_drop_params": None,   # None: image_urls.TRACKING
     "image_host_aliases": {},
+    # The cold tier (app.disk_tier): a directory, and each category's byte quota in it; a
+    # category without a quota, or no directory, has no cold tier (an evicted image is dropped).
+    "image_cache_disk_dir": None,
+    "image_cache_disk_quota_bytes": {},
 }
 
 INT_KEYS = ("redis_maxmemory_bytes", "gunicorn_workers", "celery_concurrency",
@@ -83,6 +87,15 @@ def normalize(raw):
         raise ValueError("image_host_aliases: %r must map host names to host names" % (aliases,))
     config["image_host_aliases"] = {k.lower().rstrip("."): v.lower().rstrip(".")
                                     for k, v in aliases.items()}
+    disk = config["image_cache_disk_quota_bytes"] or {}
+    if not isinstance(disk, dict) or not all(
+            k in quota_bytes and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in disk.items()):
+        raise ValueError("image_cache_disk_quota_bytes: %r must map image cache categories (%s) "
+                         "to bytes" % (disk, ", ".join(sorted(quota_bytes))))
+    if disk and not config["image_cache_disk_dir"]:
+        raise ValueError("image_cache_disk_quota_bytes: given without image_cache_disk_dir")
+    config["image_cache_disk_quota_bytes"] = disk
     return config
 
 

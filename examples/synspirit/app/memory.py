@@ -6,7 +6,7 @@ import os
 
 import psutil
 
-from app import image_cache
+from app import disk_tier, image_cache
 
 REDIS_FIELDS = ("used_memory", "used_memory_human", "maxmemory", "maxmemory_human",
                 "mem_fragmentation_ratio", "maxmemory_policy")
@@ -80,9 +80,9 @@ def python_process():
             "cpu_percent": proc.cpu_percent(interval=None)}
 
 
-def image_caches(redis_client, quota_bytes):
-    """Per category: its quota, the bytes and images it holds, and the bytes the URL index did
-    not store twice (one copy per image, whatever URL it came by)."""
+def image_caches(redis_client, quota_bytes, cold=None):
+    """Per category and tier: the quota, the bytes and images held, the reads each tier answered
+    (hit rates), and the bytes the URL index did not store twice."""
     categories = sorted(quota_bytes)
     with redis_client.pipeline(transaction=False) as pipe:  # one round trip
         for category in categories:
@@ -90,19 +90,32 @@ def image_caches(redis_client, quota_bytes):
             pipe.get(totalkey)
             pipe.zcard(idx)
             pipe.get(image_cache.saved_key(category))
+            pipe.hgetall(image_cache.stat_key(category))
         replies = pipe.execute()
-    return {category: {"quota_bytes": quota_bytes[category], "bytes": int(replies[3 * i] or 0),
-                       "images": int(replies[3 * i + 1]),
-                       "saved_bytes": int(replies[3 * i + 2] or 0)}
-            for i, category in enumerate(categories)}
+    out = {}
+    for i, category in enumerate(categories):
+        used, images, saved, stats = replies[4 * i:4 * i + 4]
+        reads = {field: int(stats.get(field.encode(), stats.get(field, 0)))
+                 for field in ("hot", "cold", "miss")}
+        total = sum(reads.values())
+        entry = {"quota_bytes": quota_bytes[category], "bytes": int(used or 0),
+                 "images": int(images), "saved_bytes": int(saved or 0), "reads": reads,
+                 "hit_rate": {tier: round(reads[tier] / total, 4) if total else None
+                              for tier in ("hot", "cold")}}
+        tier = image_cache.cold_tier(cold, category)
+        if tier:
+            disk_bytes, disk_images = disk_tier.usage(tier[0], category)
+            entry["disk"] = {"quota_bytes": tier[1], "bytes": disk_bytes, "images": disk_images}
+        out[category] = entry
+    return out
 
 
-def memory_report(redis_client, monitor_path, quota_bytes=None):
+def memory_report(redis_client, monitor_path, quota_bytes=None, cold=None):
     """The seed's fields (system, redis, python_process) and stackfit's: every process of this
     service with its PSS, the image caches, and the monitor's last report (every service's PSS,
     Redis' included)."""
     return {
-        "image_caches": image_caches(redis_client, quota_bytes or {}),
+        "image_caches": image_caches(redis_client, quota_bytes or {}, cold),
         "system": system_memory(),
         "redis": redis_memory(redis_client.info("memory")),
         "python_process": python_process(),

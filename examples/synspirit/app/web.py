@@ -66,6 +66,13 @@ def client():
     return current_app.extensions["redis"]
 
 
+def cold():
+    """The image cache's cold tier as image_cache takes it."""
+    config = settings()
+    return {"root": config["image_cache_disk_dir"],
+            "quota_bytes": config["image_cache_disk_quota_bytes"]}
+
+
 def error(status, message):
     response = jsonify({"error": message})
     response.status_code = status
@@ -129,7 +136,7 @@ def admin_memory():
         response.headers["WWW-Authenticate"] = 'Bearer realm="synspirit"'
         return response
     return jsonify(memory_report(client(), settings()["monitor_report"],
-                                 settings()["image_cache_quota_bytes"]))
+                                 settings()["image_cache_quota_bytes"], cold()))
 
 
 def put_image(category, name):
@@ -140,8 +147,8 @@ def put_image(category, name):
     if not data:
         return error(400, "empty image")
     try:
-        evicted = image_cache.put(client(), config["image_cache_quota_bytes"],
-                                  config["image_cache_ttl"], category, name, data)
+        evicted = image_cache.put_tiered(client(), config["image_cache_quota_bytes"],
+                                         config["image_cache_ttl"], category, name, data, cold())
     except image_cache.OverQuota as exc:
         return error(413, str(exc))
     return jsonify({"category": category, "name": name, "bytes": len(data),
@@ -152,7 +159,8 @@ def get_image(category, name):
     config = settings()
     if category not in config["image_cache_quota_bytes"]:
         return error(404, "unknown category")
-    data = image_cache.get(client(), config["image_cache_quota_bytes"], category, name)
+    data = image_cache.get_tiered(client(), config["image_cache_quota_bytes"],
+                                  config["image_cache_ttl"], category, name, cold())
     if data is None:
         return error(404, "not found")
     return Response(data, mimetype="application/octet-stream")
@@ -183,7 +191,8 @@ def put_image_url(category):
         return error(400, "empty image")
     try:
         name, evicted, new = image_cache.put_url(client(), config["image_cache_quota_bytes"],
-                                                 config["image_cache_ttl"], category, url, data)
+                                                 config["image_cache_ttl"], category, url, data,
+                                                 cold())
     except image_cache.OverQuota as exc:
         return error(413, str(exc))
     return jsonify({"category": category, "url": url, "name": name, "bytes": len(data),
@@ -197,7 +206,8 @@ def get_image_url(category):
     url, failed = image_url()
     if failed:
         return failed
-    data = image_cache.get_url(client(), config["image_cache_quota_bytes"], category, url)
+    data = image_cache.get_url(client(), config["image_cache_quota_bytes"],
+                               config["image_cache_ttl"], category, url, cold())
     if data is None:
         return error(404, "not found")
     return Response(data, mimetype="application/octet-stream")
