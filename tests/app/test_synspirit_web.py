@@ -2,6 +2,8 @@
 import json
 import logging
 
+import pytest
+
 from synspirit_support import ADMIN_TOKEN, QUOTA, app_config, client  # noqa: F401 (fixtures)
 
 
@@ -127,3 +129,38 @@ def test_an_internal_error_of_the_memory_report_is_json_too(client, monkeypatch)
     monkeypatch.setattr(web, "memory_report", broken)
     response = client.get("/api/admin/system/memory", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
     assert response.status_code == 500 and response.get_json() == {"error": "internal error: RuntimeError"}
+
+
+def test_the_redis_pool_never_opens_more_than_its_connections(app_config, redis_server):
+    """20 threads against a pool of 3: Redis sees at most 3 of the app's connections, and every
+    request is answered (waiting for a free connection, not refused)."""
+    import threading
+    from app import create_app
+    app = create_app(dict(app_config, redis_max_connections=3))
+    watcher = redis_server.client()
+    seen, statuses, lock = [0], [], threading.Lock()
+
+    def app_clients():
+        return sum(1 for c in watcher.client_list() if c.get("name") == "synspirit-web")
+
+    def hammer():
+        client = app.test_client()
+        for _ in range(30):
+            status = client.get("/api/work").status_code
+            with lock:
+                statuses.append(status)
+                seen[0] = max(seen[0], app_clients())
+
+    threads = [threading.Thread(target=hammer) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(200) == 600
+    assert 1 <= seen[0] <= 3, seen[0]
+
+
+def test_a_bad_pool_size_is_refused_naming_the_key(app_config):
+    from app import create_app
+    with pytest.raises(ValueError, match="redis_max_connections: 0 must be at least 1"):
+        create_app(dict(app_config, redis_max_connections=0))

@@ -32,6 +32,10 @@ DEFAULTS = {
     "admin_token": "",
     "monitor_report": None,
     "websockets": False,
+    # Each web process's Redis pool: at most this many connections (redis-py's
+    # BlockingConnectionPool default), waiting up to the timeout (seconds) for a free one.
+    "redis_max_connections": 50,
+    "redis_pool_timeout": 5,
     # The URL index (app.image_urls): query parameters dropped from an image's URL (a "prefix*"
     # entry drops every name it starts), and CDN host names that stand for another host.
     "image_url_drop_params": None,   # None: image_urls.TRACKING
@@ -43,7 +47,7 @@ DEFAULTS = {
 }
 
 INT_KEYS = ("redis_maxmemory_bytes", "gunicorn_workers", "celery_concurrency",
-            "monitor_interval", "image_cache_ttl")
+            "monitor_interval", "image_cache_ttl", "redis_max_connections", "redis_pool_timeout")
 
 
 def read_file(path):
@@ -75,6 +79,9 @@ def normalize(raw):
     config["image_cache_quota_bytes"] = quota_bytes
     if config["image_cache_ttl"] <= 0:
         raise ValueError("image_cache_ttl must be above 0: every cache key needs a TTL")
+    for key in ("redis_max_connections", "redis_pool_timeout"):
+        if config[key] < 1:
+            raise ValueError("%s: %r must be at least 1" % (key, config[key]))
     drop = config["image_url_drop_params"]
     if drop is None:
         drop = TRACKING
