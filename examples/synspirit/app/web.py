@@ -172,9 +172,12 @@ def get_image(category, name):
     return Response(data, mimetype="application/octet-stream")
 
 
-def image_url():
-    """The request's ?url= in its canonical form, or an error response naming what is wrong."""
+def image_url(category):
+    """(the request's ?url= in its canonical form, None), or (None, the error response) for an
+    unknown category or a missing or bad URL."""
     config = settings()
+    if category not in config["image_cache_quota_bytes"]:
+        return None, error(404, "unknown category")
     given = request.args.get("url", "")
     if not given:
         return None, error(400, "give the image's URL as ?url=")
@@ -186,12 +189,10 @@ def image_url():
 
 
 def put_image_url(category):
-    config = settings()
-    if category not in config["image_cache_quota_bytes"]:
-        return error(404, "unknown category")
-    url, failed = image_url()
+    url, failed = image_url(category)
     if failed:
         return failed
+    config = settings()
     data = request.get_data(cache=False)
     if not data:
         return error(400, "empty image")
@@ -206,12 +207,10 @@ def put_image_url(category):
 
 
 def get_image_url(category):
-    config = settings()
-    if category not in config["image_cache_quota_bytes"]:
-        return error(404, "unknown category")
-    url, failed = image_url()
+    url, failed = image_url(category)
     if failed:
         return failed
+    config = settings()
     data = image_cache.get_url(client(), config["image_cache_quota_bytes"],
                                config["image_cache_ttl"], category, url, cold())
     if data is None:
