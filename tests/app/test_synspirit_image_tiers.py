@@ -64,7 +64,8 @@ def test_the_disk_tier_keeps_its_quota_oldest_demoted_first(tmp_path):
     names = os.listdir(os.path.join(root, "article"))
     assert all(len(name) == 64 for name in names)              # hashes, never the names
     assert disk_tier.put(root, 700, "article", "../../etc/x", b"x") == 0
-    assert sorted(os.listdir(root)) == ["article"] and len(os.listdir(os.path.join(root, "article"))) == 3
+    assert sorted(os.listdir(root)) == ["article"]
+    assert len(os.listdir(os.path.join(root, "article"))) == 3
     assert disk_tier.take(root, "article", "../../etc/x") == b"x"
 
 
@@ -102,4 +103,5 @@ def test_the_cold_tier_settings_are_checked_naming_the_key():
     with pytest.raises(ValueError, match=r"image_cache_disk_quota_bytes: \{'nope': 10\}"):
         normalize({"image_cache_disk_dir": "/tmp/x", "image_cache_disk_quota_bytes": {"nope": 10}})
     with pytest.raises(ValueError, match="image_cache_disk_quota_bytes"):
-        normalize({"image_cache_disk_dir": "/tmp/x", "image_cache_disk_quota_bytes": {"article": -1}})
+        normalize({"image_cache_disk_dir": "/tmp/x",
+                   "image_cache_disk_quota_bytes": {"article": -1}})

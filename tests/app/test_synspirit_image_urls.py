@@ -19,7 +19,8 @@ ALIASES = {"cdn1.example.com": "example.com", "img.example-cdn.net": "example.co
      "http://example.com/a/cat~.png?a=1&b=2"),
     ("https://example.com:443", "https://example.com/"),
     ("https://example.com:8443/x.png?", "https://example.com:8443/x.png"),
-    ("https://EXAMPLE.com./x%2fy.png?w=10&fbclid=abc&gclid=1", "https://example.com/x%2Fy.png?w=10"),
+    ("https://EXAMPLE.com./x%2fy.png?w=10&fbclid=abc&gclid=1",
+     "https://example.com/x%2Fy.png?w=10"),
     ("https://user:secret@example.com/x.png", "https://example.com/x.png"),
     ("https://cdn1.example.com/x.png", "https://example.com/x.png"),
     ("https://bücher.de/ä b.png", "https://xn--bcher-kva.de/%C3%A4%20b.png"),
@@ -66,7 +67,8 @@ def test_canonical_is_idempotent(url):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(NAMES, st.text("xyz01", max_size=3)), min_size=1, max_size=6), st.randoms())
+@given(st.lists(st.tuples(NAMES, st.text("xyz01", max_size=3)), min_size=1, max_size=6),
+       st.randoms())
 def test_the_order_of_query_parameters_does_not_matter(query, rnd):
     shuffled = list(query)
     rnd.shuffle(shuffled)
@@ -103,7 +105,8 @@ def test_an_evicted_image_is_a_miss_by_every_url(redis_server):
     r = redis_server.client()
     url = canonical("https://example.com/big.png")
     image_cache.put_url(r, QUOTAS, TTL, "post", url, b"a" * 400)
-    image_cache.put_url(r, QUOTAS, TTL, "post", canonical("https://example.com/next.png"), b"b" * 400)
+    following = canonical("https://example.com/next.png")
+    image_cache.put_url(r, QUOTAS, TTL, "post", following, b"b" * 400)
     assert image_cache.get_url(r, QUOTAS, TTL, "post", url) is None      # evicted within the quota
     with pytest.raises(image_cache.OverQuota):
         image_cache.put_url(r, QUOTAS, TTL, "post", url, b"c" * 501)
@@ -124,7 +127,8 @@ def test_the_app_caches_by_url_and_reports_the_saving(client):  # noqa: F811
     bad = client.put("/api/images/article?url=ftp://example.com/a.jpg", data=image)
     assert bad.status_code == 400 and "ftp://example.com/a.jpg" in bad.get_json()["error"]
     assert client.put("/api/images/article", data=image).status_code == 400
-    assert client.put("/api/images/nope?url=https://example.com/a.jpg", data=image).status_code == 404
+    unknown = client.put("/api/images/nope?url=https://example.com/a.jpg", data=image)
+    assert unknown.status_code == 404
     report = client.get("/api/admin/system/memory",
                         headers={"Authorization": "Bearer " + ADMIN_TOKEN}).get_json()
     assert report["image_caches"]["article"] == {

@@ -1,7 +1,8 @@
 """roles/gunicorn/templates/gunicorn.conf.py.j2: every combination of --preload and recycling cover
 renders to Python that compiles, and a preloaded worker's worker_exit leaves only the way Gunicorn
 would have (exit status 0 after a served worker's SystemExit 0; any other exit, such as a boot
-error's status 3 that stops the arbiter, is left to Gunicorn), with the app's atexit functions run."""
+error's status 3 that stops the arbiter, is left to Gunicorn), with the app's atexit functions
+run."""
 from __future__ import annotations
 
 import json
@@ -21,11 +22,13 @@ def render(preload, cover):
     env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters["comment"] = lambda text: "#\n# " + text + "\n#"
     env.filters["to_json"] = json.dumps
-    plan = {"gunicorn_preload": preload, "gunicorn_recycle_cover": cover, "gunicorn_workers": 1 if cover else 3,
+    plan = {"gunicorn_preload": preload, "gunicorn_recycle_cover": cover,
+            "gunicorn_workers": 1 if cover else 3,
             "gunicorn_worker_class": "gevent", "gunicorn_worker_connections": 1000,
             "gunicorn_max_requests": 2000, "gunicorn_max_requests_jitter": 200}
     unit = {"bind": "127.0.0.1:5001", "logs": {"access": "/tmp/a.log", "error": "/tmp/e.log"},
-            "pidfile": "/run/stackfit/gunicorn.pid", "control_socket": "/run/stackfit/gunicorn.ctl"}
+            "pidfile": "/run/stackfit/gunicorn.pid",
+            "control_socket": "/run/stackfit/gunicorn.ctl"}
     return env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
         stackfit_plan=plan, app_wsgi="run:app", stackfit_app_dir="/opt/stackfit/current",
         __gunicorn_unit=unit, gunicorn_timeout=30, stackfit_environment="development",
@@ -44,7 +47,8 @@ def test_every_combination_compiles(preload, cover):
 def exit_through_worker_exit(booted, code):
     """A child runs the rendered config (without gevent's patching) and ends as Gunicorn's
     spawn_worker does: sys.exit(code), with worker_exit called in its finally clause."""
-    config = render(True, False).replace("from gevent import monkey", "").replace("monkey.patch_all()", "")
+    config = render(True, False)
+    config = config.replace("from gevent import monkey", "").replace("monkey.patch_all()", "")
     child = textwrap.dedent("""
         import atexit, sys
         namespace = {}

@@ -4,8 +4,9 @@ future work 6.1: hot data in memory, cold data on disk).
 An image the hot tier (Redis, app.image_cache) evicts to make room is demoted here instead of
 dropped; a hit here promotes the image back to Redis and removes the file (an image lives in one
 tier at a time). Within a category the files demoted longest ago go first (each file's mtime is
-its demotion, strictly after every file already there, so coarse clocks never tie). Layout: ``<root>/<category>/<sha256 of the name>`` (names are never used as paths:
-no traversal, no length limits), written to a temporary file and renamed, so a reader never sees
+its demotion, strictly after every file already there, so coarse clocks never tie). Layout:
+``<root>/<category>/<sha256 of the name>`` (names are never used as paths: no traversal, no
+length limits), written to a temporary file and renamed, so a reader never sees
 half an image. Several workers may share the directory: a file another one removed meanwhile is
 a miss, never an error.
 """

@@ -123,7 +123,8 @@ def quota_for(quota_bytes, category):
 
 def put(client, quota_bytes, ttl, category, name, data, demote=None):
     """Store `data` under category/name; returns the number of older images evicted for it.
-    ``demote(name, data)``, when given, is called for each image evicted (the cold tier keeps it)."""
+    ``demote(name, data)``, when given, is called for each image evicted (the cold tier keeps
+    it)."""
     quota = quota_for(quota_bytes, category)
     if ttl <= 0:
         raise ValueError("ttl must be above 0: every cache key needs a TTL")
