@@ -48,8 +48,8 @@ def configure(app, config):
     quotas = config["image_cache_quota_bytes"]
     # Refuse an upload larger than the largest quota before reading it all (Flask answers 413).
     app.config["MAX_CONTENT_LENGTH"] = max(quotas.values()) if quotas else None
-    # One pool per process, never more than redis_max_connections open (the plan sizes it, and
-    # Redis' maxclients from it): a request that finds them all busy waits up to
+    # One pool per process, never more than redis_max_connections open (app.json; stackfit's
+    # plan does not size it yet): a request that finds them all busy waits up to
     # redis_pool_timeout seconds for one, then answers 503. Named, so CLIENT LIST shows them.
     pool = redis.BlockingConnectionPool.from_url(
         config["redis_url"], max_connections=config["redis_max_connections"],
