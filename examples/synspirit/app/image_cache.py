@@ -254,6 +254,10 @@ def get_tiered(client, quota_bytes, ttl, category, name, cold):
 
 def reads(client, category):
     """{hot, cold, miss}: the category's reads by the tier that answered them."""
-    raw = client.hgetall(stat_key(category))
+    return reads_of(client.hgetall(stat_key(category)))
+
+
+def reads_of(raw):
+    """{hot, cold, miss} from the HGETALL reply of a category's stat_key."""
     counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
     return {field: counts.get(field, 0) for field in ("hot", "cold", "miss")}

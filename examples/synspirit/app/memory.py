@@ -95,8 +95,7 @@ def image_caches(redis_client, quota_bytes, cold=None):
     out = {}
     for i, category in enumerate(categories):
         used, images, saved, stats = replies[4 * i:4 * i + 4]
-        reads = {field: int(stats.get(field.encode(), stats.get(field, 0)))
-                 for field in ("hot", "cold", "miss")}
+        reads = image_cache.reads_of(stats)
         total = sum(reads.values())
         entry = {"quota_bytes": quota_bytes[category], "bytes": int(used or 0),
                  "images": int(images), "saved_bytes": int(saved or 0), "reads": reads,
