@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import WRK
+from .fullload import full_load_lines
 
 
 def charts(out, results):
@@ -199,6 +200,7 @@ def report(out, results, files, opts):
             key, c["name"], t["rps"], _rounds(t), t["rps_min"], t["rps_max"], _f(t["p50"]), _f(t["p99"]),
             t["errors"], t["memory"]["pss"], t["per_100mib"]))
     lines += ["", "![memory](%s)" % files["memory"], "", "![req/s per 100 MiB](%s)" % files["efficiency"], ""]
+    lines += full_load_lines(configs, results.get("monitor"))
 
     lines += [
         "## 3. Gunicorn worker sweep",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from .common import dump, log
+from .fullload import measure_full_load
 from .measure import fingerprint, load, settle, summarize, throughput
 from .provision import others_running, provision
 
@@ -16,11 +17,15 @@ import stackfit_sizing  # noqa: E402  (module_utils, on sys.path through .common
 PRODUCTION = {"stackfit_gunicorn_workers": "auto", "stackfit_gunicorn_preload": True,
               "stackfit_celery_concurrency": 1000, "stackfit_redis_memory_limit": "1gb",
               "stackfit_memory_budget": "75%"}
+# The seed's "before": image caches allowed all of Redis (the production profile's quotas sum to 100 %).
+SEED_QUOTAS = {"article": 0.30, "post": 0.25, "dynamic": 0.15, "profile": 0.10, "cover": 0.10,
+               "general": 0.10}
 CONFIGS = [
-    ("a", "seed before", "17 workers, no preload, celery -c 1000, redis 500mb",
+    ("a", "seed before", "17 workers, no preload, celery -c 1000, redis 500mb, quotas 100 %, monitor 10 min",
      {"stackfit_gunicorn_workers": 17, "stackfit_gunicorn_preload": False,
-      "stackfit_celery_concurrency": 1000, "stackfit_redis_memory_limit": "500mb"}),
-    ("b", "seed hand-fixed dev", "3 workers, no preload, celery -c 20, redis 100mb",
+      "stackfit_celery_concurrency": 1000, "stackfit_redis_memory_limit": "500mb",
+      "stackfit_image_cache_quotas": SEED_QUOTAS, "stackfit_monitor_interval": 600}),
+    ("b", "seed hand-fixed dev", "3 workers, no preload, celery -c 20, redis 100mb, quotas 60 %, monitor 30 min",
      {"stackfit_gunicorn_workers": 3, "stackfit_gunicorn_preload": False,
       "stackfit_celery_concurrency": 20, "stackfit_redis_memory_limit": "100mb"}),
     ("c", "stackfit dev plan", "group_vars/development.yml as is", {}),
@@ -38,8 +43,9 @@ def remeasure(point, extra, opts):
     point["throughput"] = summarize(point["throughput"]["rounds"] + again["rounds"])
 
 
-def measure_config(extra, opts, sustained):
-    """Provision, then memory idle / after warm-up / after load, and throughput."""
+def measure_config(extra, opts, sustained, full=False):
+    """Provision, then memory idle / after warm-up / after load, and throughput; with `full`, the
+    full workload after them (fullload.py)."""
     for attempt in range(3):
         app, wall = provision(extra)
         before = fingerprint()
@@ -57,7 +63,8 @@ def measure_config(extra, opts, sustained):
         log("the stack changed or another ansible-playbook ran during the measurement: again")
     else:
         raise RuntimeError("the stack kept changing under the measurement")
-    return {"workers": int(app["gunicorn_workers"]), "celery": int(app["celery_concurrency"]),
+    extra_full = {"full": measure_full_load(int(app["celery_concurrency"]), opts.fill_cap)} if full else {}
+    return {**extra_full, "workers": int(app["gunicorn_workers"]), "celery": int(app["celery_concurrency"]),
             "redis": app["redis_memory_limit"], "preload": plan_preload(extra),
             "idle": idle, "warm": warm, "after": after, "throughput": tput, "site_wall": wall}
 
@@ -84,10 +91,12 @@ def measure_points(opts, results):
     further throughput rounds."""
     for key, name, what, extra in CONFIGS:
         log("configuration (%s) %s: %s" % (key, name, extra or "defaults"))
-        res = measure_config(extra, opts, opts.sustained)
+        res = measure_config(extra, opts, opts.sustained, full=True)
         res.update(name=name, what=what)
         results["configs"][key] = res
-        log("  idle PSS %.1f MiB, %.0f req/s" % (res["idle"]["total"]["pss"], res["throughput"]["rps"]))
+        log("  idle PSS %.1f MiB, %.0f req/s; full load %.1f MiB (%d tasks in flight)" % (
+            res["idle"]["total"]["pss"], res["throughput"]["rps"], res["full"]["memory"]["total"]["pss"],
+            res["full"]["tasks"]["active"]))
         dump(opts, results)
     for workers in opts.sweep:
         extra = dict(PRODUCTION, stackfit_gunicorn_workers=workers)
