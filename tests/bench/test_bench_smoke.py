@@ -29,7 +29,8 @@ def test_smoke_run_writes_the_report_and_the_charts(tmp_path):
 
     report = (tmp_path / "benchmarks.md").read_text()
     for heading in ("## Machine", "## 1-2. Memory and throughput", "## 3. Gunicorn worker sweep",
-                    "## 4. Provisioning", "## 5. The memory monitor", "## The issue's targets"):
+                    "## 4. Provisioning", "## 5. The memory monitor", "## The issue's targets",
+                    "## 2a. Under full load", "### Seed fixes: claimed vs measured here"):
         assert heading in report
     for key in ("a", "b", "c", "d"):
         row = re.search(r"^\| \(%s\) [^|]+ \| (\d+) \| (yes|no) \| (\d+) \| \w+ \| ([\d.]+) \|" % key, report, re.M)
@@ -50,6 +51,13 @@ def test_smoke_run_writes_the_report_and_the_charts(tmp_path):
         assert len(res["throughput"]["round_rps"]) == 1  # the smoke's one round reached every point
         assert res["idle"]["total"]["pss"] > 0 and res["idle"]["total"]["procs"] >= 4
     assert results["monitor"]["maxrss"] > 0
+    for key, res in results["configs"].items():
+        full = res["full"]  # the full workload ran: images in every category, every slot busy
+        assert full["fill"]["puts"] > 0 and full["fill"]["errors"] == 0, key
+        assert all(entry["bytes"] > 0 for entry in full["stored"].values()) and len(full["stored"]) == 6, key
+        assert full["held"].keys() == full["stored"].keys(), key
+        assert full["tasks"]["active"] == res["celery"], key
+        assert full["memory"]["total"]["pss"] > res["idle"]["total"]["pss"], key
 
     # the dev stack is restored: the development plan, as site.yml without extra vars makes it
     with open("/etc/stackfit/app.json", encoding="utf-8") as handle:

@@ -120,6 +120,26 @@ def image_bytes_held(config):
     return {cat: {"bytes": entry["bytes"], "images": entry["images"]} for cat, entry in caches.items()}
 
 
+def image_bytes_stored(client, categories):
+    """Per category the bytes and images Redis really holds (STRLEN over its image keys, in every
+    db: the web's REDIS_URL picks its own): Redis' own eviction removes images behind the app's
+    counters when the quotas leave it no room."""
+    out = {cat: {"bytes": 0, "images": 0} for cat in categories}
+    for name in client.info("keyspace"):
+        kwargs = dict(client.connection_pool.connection_kwargs, db=int(name[2:]))
+        dbclient = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+        for cat in categories:
+            keys = list(dbclient.scan_iter(match="img:%s:*" % cat, count=1000))
+            pipe = dbclient.pipeline(transaction=False)
+            for key in keys:
+                pipe.strlen(key)
+            sizes = pipe.execute() if keys else []
+            out[cat]["bytes"] += sum(sizes)
+            out[cat]["images"] += sum(1 for size in sizes if size)
+        dbclient.close()
+    return out
+
+
 def wait_no_bgsave(client, limit=120):
     """A BGSAVE's forked child would count in Redis' tree: measure once none runs."""
     deadline = time.monotonic() + limit
@@ -146,13 +166,14 @@ def measure_full_load(concurrency, cap_bytes=None):
     fill["seconds"] = time.monotonic() - start
     wait_no_bgsave(client)
     held = image_bytes_held(config)
+    stored = image_bytes_stored(client, sorted(config["image_cache_quota_bytes"]))
     sent_at = time.monotonic()
     tasks = tasks_in_flight(concurrency)
     tasks["measured_after_s"] = time.monotonic() - sent_at
     mem = memory()
     info = client.info("memory")
     stats = client.info("stats")
-    result = {"fill": fill, "held": held, "tasks": tasks, "memory": mem,
+    result = {"fill": fill, "held": held, "stored": stored, "tasks": tasks, "memory": mem,
               "redis_info": {"used_memory": info["used_memory"], "used_memory_rss": info["used_memory_rss"],
                              "maxmemory": info["maxmemory"], "evicted_keys": stats["evicted_keys"]},
               "capped": cap_bytes is not None}
@@ -173,8 +194,9 @@ def _pct(before, after):
     return "%+.0f %%" % (100.0 * (after - before) / before) if before else "n/a"
 
 
-def _held(full):
-    return sum(entry["bytes"] for entry in full["held"].values()) / MIB
+def _held(full, source="stored"):
+    """MiB of images: what Redis holds ("stored"), or what the app's counters say ("held")."""
+    return sum(entry["bytes"] for entry in full[source].values()) / MIB
 
 
 def full_load_lines(results, monitor):
@@ -190,20 +212,23 @@ def full_load_lines(results, monitor):
         "active` counts them all running, and after any BGSAVE ended. Then Redis is emptied." % (
             IMAGE_BYTES // 1024, FILL_FACTOR, TASK_SECONDS),
         "",
-        "| configuration | maxmemory | image bytes held | used_memory | evicted keys | tasks in flight "
-        "| PSS gunicorn | celery | redis | total | RSS total |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | maxmemory | images in Redis | app's count | used_memory | evicted keys "
+        "| tasks in flight | PSS gunicorn | celery | redis | total | RSS total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, res in configs.items():
         full = res["full"]
         info, mem = full["redis_info"], full["memory"]
-        lines.append("| (%s) %s | %s | %.1f (%.0f %%) | %.1f | %d | %d of %d | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
+        lines.append("| (%s) %s | %s | %.1f (%.0f %%) | %.1f | %.1f | %d | %d of %d | %.1f | %.1f | %.1f | %.1f "
+                     "| %.1f |" % (
             key, res["name"], res["redis"], _held(full), 100.0 * _held(full) * MIB / info["maxmemory"],
-            info["used_memory"] / MIB, info["evicted_keys"], full["tasks"]["active"], res["celery"],
+            _held(full, "held"), info["used_memory"] / MIB, info["evicted_keys"], full["tasks"]["active"], res["celery"],
             mem["gunicorn"]["pss"], mem["celery"]["pss"], mem["redis"]["pss"], mem["total"]["pss"],
             mem["total"]["rss"]))
-    lines += ["", "MiB. Image bytes held: the app's memory report (`image_caches`), as a share of "
-              "maxmemory. PUT errors: %s." % ", ".join(
+    lines += ["", "MiB. Images in Redis: STRLEN summed over the image keys, as a share of maxmemory; "
+              "the app's count: the bytes its memory report (`image_caches`) says it holds. Where "
+              "they differ, Redis itself evicted images (maxmemory-policy) behind the app's quota "
+              "counters. PUT errors: %s." % ", ".join(
                   "(%s) %d of %d" % (k, r["full"]["fill"]["errors"], r["full"]["fill"]["puts"])
                   for k, r in configs.items())]
     if any(r["full"]["capped"] for r in configs.values()):
@@ -237,7 +262,7 @@ def seed_fix_lines(before, after, monitor):
         "| Redis maxmemory 500mb -> 100mb | %s | redis PSS %.1f -> %.1f MiB, filled | %s |" % (
             _pct(500, 100), ma["redis"]["pss"], mb["redis"]["pss"],
             _pct(ma["redis"]["pss"], mb["redis"]["pss"])),
-        "| image cache quotas 100 %% -> 60 %% of maxmemory | %s of the cache | image bytes held %.0f %% "
+        "| image cache quotas 100 %% -> 60 %% of maxmemory | %s of the cache | images in Redis %.0f %% "
         "-> %.0f %% of maxmemory (%.1f -> %.1f MiB) | %s |" % (
             _pct(100, 60), share_a, share_b, _held(fa), _held(fb), _pct(share_a, share_b)),
     ]
