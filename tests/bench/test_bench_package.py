@@ -16,7 +16,7 @@ MODULES = sorted(PACKAGE_DIR.glob("*.py"))
 
 def test_the_package_has_its_modules_and_the_former_script_is_gone():
     assert {path.stem for path in MODULES} == {"__init__", "__main__", "common", "measure", "provision",
-                                               "sweep", "report", "closedloop"}
+                                               "sweep", "report", "closedloop", "fullload"}
     assert not (ROOT / "tests" / "bench" / "stackfit_bench.py").exists()
 
 

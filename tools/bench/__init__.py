@@ -10,6 +10,9 @@ charts. Everything runs in one go so that ratios between configurations hold on 
    celery worker, redis-server) idle, after a warm-up and after a sustained load;
 2. throughput: a bounded wrk load on 127.0.0.1:5001/api/work (a Python load generator if wrk is
    absent): median req/s of --runs runs, p50/p99, errors, req/s per 100 MiB of PSS;
+2a. the full workload per configuration: Redis filled to its maxmemory with images in every
+   category, Celery's concurrency's worth of tasks in flight, memory per service; per seed fix,
+   what it saved here beside what the seed claimed;
 3. a gunicorn worker sweep 1..2xCPU+1 under the production plan's other settings;
 4. provisioning: site.yml's first run and a no-change re-run against a one-task playbook, and
    plan.yml for 1, 10 and 100 hypothetical hosts;
@@ -24,6 +27,6 @@ extra vars).
 Modules: common (paths and constants), measure (the stack's PSS, loads and wrk's output, PLAY
 RECAP, the monitor's cost, the machine), provision (ansible-playbook runs with the overrides
 removed from the environment, provisioning times), sweep (the configurations, the worker sweep
-and the throughput rounds), closedloop (section 6), report (benchmarks.md and the charts),
+and the throughput rounds), fullload (section 2a), closedloop (section 6), report (benchmarks.md and the charts),
 __main__ (the options and the run).
 """
