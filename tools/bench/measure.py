@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime
 import http.client
+import json
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -263,29 +264,40 @@ def summarize(rounds):
 # ---------------------------------------------------------------------------------------------
 # The monitor, the machine and versions
 
+# A fresh interpreter starts the monitor and reports its rusage (os.wait4). Not the harness itself:
+# a child's ru_maxrss counts the memory of the process it was forked from (the kernel keeps the old
+# address space's high-water mark at exec), and the harness holds 40 MiB and more by then.
+WAIT4 = r"""
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+timer = __import__("threading").Timer(float(sys.argv[1]), proc.kill)
+timer.start()
+_, status, usage = os.wait4(proc.pid, 0)
+timer.cancel()
+wall = time.perf_counter() - start
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "err": proc.stderr.read().decode(errors="replace")[-800:],
+                  "cpu": usage.ru_utime + usage.ru_stime, "user": usage.ru_utime, "sys": usage.ru_stime,
+                  "maxrss": usage.ru_maxrss / 1024, "wall": wall}))
+"""
+
+
 def measure_monitor(count):
-    """CPU time and peak RSS of one monitor run (os.wait4: this child's own rusage)."""
+    """CPU time and peak RSS of one monitor run, as its own rusage (WAIT4)."""
     results = []
-    cmd = ["setpriv", "--reuid=stackfit", "--regid=stackfit", "--init-groups", "--"] + MONITOR_CMD
+    cmd = [sys.executable, "-c", WAIT4, "120",
+           "setpriv", "--reuid=stackfit", "--regid=stackfit", "--init-groups", "--"] + MONITOR_CMD
     env = dict(os.environ, STACKFIT_CONFIG=APP_JSON)
     for _ in range(count):
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd="/opt/stackfit/current", env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        timer = threading.Timer(120, lambda: os.kill(proc.pid, signal.SIGKILL))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        if proc.returncode != 0:
-            raise RuntimeError("monitor run failed (%d): %s" % (proc.returncode, err[-800:]))
-        results.append({"cpu": usage.ru_utime + usage.ru_stime, "user": usage.ru_utime,
-                        "sys": usage.ru_stime, "maxrss": usage.ru_maxrss / 1024, "wall": wall})
+        out = subprocess.run(cmd, cwd="/opt/stackfit/current", env=env, capture_output=True, text=True,
+                             timeout=180)
+        if out.returncode != 0:
+            raise RuntimeError("measuring the monitor failed: %s" % out.stderr[-800:])
+        run = json.loads(out.stdout.strip().splitlines()[-1])
+        if run.pop("code") != 0:
+            raise RuntimeError("monitor run failed: %s" % run["err"])
+        run.pop("err")
+        results.append(run)
     return {"runs": results,
             **{key: statistics.median(r[key] for r in results) for key in ("cpu", "user", "sys", "maxrss", "wall")}}
 

@@ -261,6 +261,8 @@ def report(out, results, files, opts):
             len(mon["runs"]), mon["cpu"], mon["user"], mon["sys"], mon["maxrss"], mon["wall"]),
         "",
     ]
+    if mon.get("note"):
+        lines += ["(%s.)" % (mon["note"][:1].upper() + mon["note"][1:]), ""]
     sup = results.get("supervisor")
     if sup:
         lines += ["stackfit-supervisor (restarts a service that dies, without systemd), resident on the "
