@@ -65,7 +65,7 @@ def test_the_paragraph_reconciles_the_seeds_total_from_the_measurements():
     assert "2.98 GB (2842 MiB) is not this machine's 960 MiB" in text
     assert "(a) is 1290 MiB in RSS against 960 in PSS" in text
     # 700 MiB RSS over 18 gunicorn processes; (2842 - 590) / 17 = 132 MiB per worker
-    assert "is 38.9 MiB RSS" in text and "each of 17 workers would hold 132 MiB" in text
+    assert "is 38.9 MiB RSS" in text and "each of 17 workers would hold 132 MiB, 3.4 times a process of the sample app" in text
     assert "adds 525 MiB PSS to (a)'s idle 435 (gunicorn +10, celery +20, redis +495)" in text
 
 

@@ -285,12 +285,13 @@ def seed_fix_lines(before, after, monitor):
         "a sum of RSS, what `ps` and `top` show, counts every shared page once per process: (a) is "
         "%.0f MiB in RSS against %.0f in PSS here. *The app's size*: a gunicorn process of the "
         "sample app is %.1f MiB RSS; for the seed's total, with celery and redis as measured here "
-        "(%.0f MiB RSS), each of 17 workers would hold %.0f MiB, the size of a real app that imports "
-        "an ORM, SDKs and templates. "
+        "(%.0f MiB RSS), each of 17 workers would hold %.0f MiB, %.1f times a process of the sample "
+        "app: an app that imports that much more. "
         "*Filled caches and tasks*: the full load adds %.0f MiB PSS to (a)'s idle %.0f (gunicorn "
         "%+.0f, celery %+.0f, redis %+.0f)." % (
             SEED_GB, seed_mib, ma["total"]["pss"], ma["total"]["rss"], ma["total"]["pss"],
-            per_worker_rss, rest, needed, ma["total"]["pss"] - before["idle"]["total"]["pss"],
+            per_worker_rss, rest, needed, needed / per_worker_rss,
+            ma["total"]["pss"] - before["idle"]["total"]["pss"],
             before["idle"]["total"]["pss"],
             *(ma[s]["pss"] - before["idle"][s]["pss"] for s in ("gunicorn", "celery", "redis"))),
     ]
