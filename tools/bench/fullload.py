@@ -75,7 +75,8 @@ def fill_images(quota_bytes, cap_bytes=None, size=IMAGE_BYTES, factor=FILL_FACTO
                 cat, index = jobs.get_nowait()
             except queue.Empty:
                 break
-            body = ("%s-%08d" % (cat, index)).encode() + base[16:]
+            prefix = ("%s-%08d" % (cat, index)).encode()
+            body = prefix + base[len(prefix):]
             status = None
             try:
                 if conn is None:
@@ -126,8 +127,8 @@ def image_bytes_stored(client, categories):
     counters when the quotas leave it no room."""
     out = {cat: {"bytes": 0, "images": 0} for cat in categories}
     for name in client.info("keyspace"):
-        kwargs = dict(client.connection_pool.connection_kwargs, db=int(name[2:]))
-        dbclient = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+        pool = redis.ConnectionPool(**dict(client.connection_pool.connection_kwargs, db=int(name[2:])))
+        dbclient = redis.Redis(connection_pool=pool)
         for cat in categories:
             keys = list(dbclient.scan_iter(match="img:%s:*" % cat, count=1000))
             pipe = dbclient.pipeline(transaction=False)
@@ -136,7 +137,7 @@ def image_bytes_stored(client, categories):
             sizes = pipe.execute() if keys else []
             out[cat]["bytes"] += sum(sizes)
             out[cat]["images"] += sum(1 for size in sizes if size)
-        dbclient.close()
+        pool.disconnect()
     return out
 
 
@@ -199,8 +200,9 @@ def _held(full, source="stored"):
     return sum(entry["bytes"] for entry in full[source].values()) / MIB
 
 
-def full_load_lines(results, monitor):
-    configs = {key: results[key] for key in ORDER if results.get(key, {}).get("full")}
+def full_load_lines(measured, monitor):
+    """Section 2a for the configurations (report's configs) that ran the full load."""
+    configs = {key: measured[key] for key in ORDER if measured.get(key, {}).get("full")}
     if not configs:
         return []
     lines = [

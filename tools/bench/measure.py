@@ -268,10 +268,10 @@ def summarize(rounds):
 # a child's ru_maxrss counts the memory of the process it was forked from (the kernel keeps the old
 # address space's high-water mark at exec), and the harness holds 40 MiB and more by then.
 WAIT4 = r"""
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys, threading, time
 start = time.perf_counter()
 proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-timer = __import__("threading").Timer(float(sys.argv[1]), proc.kill)
+timer = threading.Timer(float(sys.argv[1]), proc.kill)
 timer.start()
 _, status, usage = os.wait4(proc.pid, 0)
 timer.cancel()

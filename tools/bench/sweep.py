@@ -63,10 +63,12 @@ def measure_config(extra, opts, sustained, full=False):
         log("the stack changed or another ansible-playbook ran during the measurement: again")
     else:
         raise RuntimeError("the stack kept changing under the measurement")
-    extra_full = {"full": measure_full_load(int(app["celery_concurrency"]), opts.fill_cap)} if full else {}
-    return {**extra_full, "workers": int(app["gunicorn_workers"]), "celery": int(app["celery_concurrency"]),
-            "redis": app["redis_memory_limit"], "preload": plan_preload(extra),
-            "idle": idle, "warm": warm, "after": after, "throughput": tput, "site_wall": wall}
+    result = {"workers": int(app["gunicorn_workers"]), "celery": int(app["celery_concurrency"]),
+              "redis": app["redis_memory_limit"], "preload": plan_preload(extra),
+              "idle": idle, "warm": warm, "after": after, "throughput": tput, "site_wall": wall}
+    if full:
+        result["full"] = measure_full_load(int(app["celery_concurrency"]), opts.fill_cap)
+    return result
 
 
 def plan_preload(extra):
