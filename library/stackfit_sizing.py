@@ -243,129 +243,19 @@ ansible_facts:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stackfit_services import DEFAULT_SETTINGS, ServiceError, describe, parse_bind
-from ansible.module_utils.stackfit_measurements import SERVICE_OF, events, evidence, normalise, series
-from ansible.module_utils.stackfit_recommend import recommend
-from ansible.module_utils.stackfit_sizing import MEASURED_KINDS, SERVICES, SizingError, plan
-from ansible.module_utils.stackfit_variables import declared, message, unknown
-
-ESTIMATE_OPTIONS = dict(
-    gunicorn_master=dict(type="raw"),
-    gunicorn_worker=dict(type="raw"),
-    celery_base=dict(type="raw"),
-    celery_task=dict(type="raw"),
-    redis_base=dict(type="raw"),
-    redis_overhead=dict(type="float"),
-    monitor=dict(type="raw"),
-)
-
-ARGUMENT_SPEC = dict(
-    cpus=dict(type="float", required=True),
-    memory_bytes=dict(type="raw", required=True),
-    services=dict(type="list", elements="str", choices=list(SERVICES), default=list(SERVICES)),
-    gunicorn_workers=dict(type="raw", default="auto"),
-    gunicorn_workers_per_cpu=dict(type="float"),
-    gunicorn_worker_class=dict(type="str", default="gevent"),
-    gunicorn_preload=dict(type="bool", default=False),
-    gunicorn_worker_connections=dict(type="int", default=1000),
-    gunicorn_max_requests=dict(type="int", default=2000),
-    celery_concurrency=dict(type="raw", default="auto"),
-    celery_concurrency_per_cpu=dict(type="float", default=50),
-    celery_concurrency_max=dict(type="int", default=1000),
-    redis_memory_limit=dict(type="raw", default="auto"),
-    image_cache_quotas=dict(type="dict", default={}),
-    image_cache_categories=dict(type="list", elements="str"),
-    nofile_max=dict(type="int"),
-    monitor_interval=dict(type="int", default=600),
-    monitor_adaptive=dict(type="bool", default=False),
-    memory_budget=dict(type="raw", default="50%"),
-    estimates=dict(type="dict", default={}, options=ESTIMATE_OPTIONS),
-    allow_overcommit=dict(type="bool", default=False),
-    measurements=dict(type="dict", default={}),
-    variables=dict(type="list", elements="str", default=[]),
-    declarations=dict(type="list", elements="path", default=[]),
-    previous=dict(type="dict", default={}),
-    services_left_out=dict(type="dict", default={}),
-    service_manager=dict(type="str", default="none"),
-    environment=dict(type="str", choices=["development", "production"], default="development"),
-    layout=dict(type="dict", default={}),
-    service_settings=dict(type="dict", default={}),
-)
-# Options about how the services run, not about their sizes: describe() takes them.
-CONTROL_OPTIONS = ("service_manager", "environment", "layout", "service_settings",
-                   "measurements", "previous", "variables", "declarations")
-
-
-# The environment variables of the profiles (as in the seed) behind some options.
-ENVIRONMENT_OVERRIDES = {"gunicorn_workers": "GUNICORN_WORKERS", "celery_concurrency": "CELERY_CONCURRENCY",
-                         "redis_memory_limit": "REDIS_MEMORY_LIMIT",
-                         "monitor_interval": "MEMORY_MONITOR_INTERVAL"}
-
-
-def where_set(text):
-    """Which variable the user set for the option an error names (its first word)."""
-    option = text.split(":", 1)[0].split(".", 1)[0].strip()
-    if option not in ARGUMENT_SPEC or option in ("cpus", "memory_bytes"):
-        return ""
-    env = ENVIRONMENT_OVERRIDES.get(option)
-    return " (set by stackfit_%s%s)" % (option, ", or the environment's %s" % env if env else "")
-
-
-def check_variables(module, seen, files):
-    """Fail on any prefixed variable that no declaration file names."""
-    import yaml
-    specs, group_vars = [], []
-    for path in files:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                document = yaml.safe_load(handle)
-        except (OSError, yaml.YAMLError) as exc:
-            module.fail_json(msg="stackfit_sizing: declarations: cannot read %s: %s" % (path, exc))
-        (specs if "argument_specs" in (document or {}) else group_vars).append(document)
-    found = unknown(seen, declared(specs, group_vars))
-    if found:
-        module.fail_json(msg="stackfit_sizing: %s" % message(found), unknown=[n for n, _why in found])
+from ansible.module_utils.stackfit_planner import ARGUMENT_SPEC, PlanError, host_plan, read_declarations, undeclared
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = dict(module.params)
-    control = {key: params.pop(key) for key in CONTROL_OPTIONS}
-    manager = "systemd" if control["service_manager"] == "systemd" else "script"
-    if control["variables"]:
-        check_variables(module, control["variables"], control["declarations"])
-    store, _dropped = normalise(control["measurements"] or None)
-    now = time.time()
-    params["measured"] = {}
-    for kind in MEASURED_KINDS:
-        enough, _why = evidence(store, kind, now)
-        previous = (control["previous"] or {}).get(kind)
-        previous = previous if isinstance(previous, dict) else {}
-        rec = recommend(series(store, kind), now, events(store, [SERVICE_OF[kind]]),
-                        previous.get("value") if isinstance(previous.get("value"), int) else None
-                        ) if enough else None
-        if rec:
-            # The limit too holds still: the running upper bound stays while the new one is
-            # within a tenth of it (a unit's MemoryHigh would otherwise move with every sample).
-            upper = previous.get("upper")
-            if isinstance(upper, int) and rec["value"] <= upper and abs(upper - rec["upper"]) <= rec["upper"] // 10:
-                rec["upper"] = upper
-            params["measured"][kind] = rec
     try:
-        result = plan(params)
-        settings = dict(control["service_settings"] or {}, gunicorn_workers=result["gunicorn_workers"])
-        units = describe(result["services"], manager, control["layout"], settings,
-                         control["environment"])
-        for name, watched in units.get("monitor", {}).get("watch", {}).items():
-            # The monitor reports each service's headroom to its unit's MemoryHigh.
-            service = {"gunicorn": "web", "celery": "worker", "redis": "cache"}[name]
-            watched["memory_high"] = result["unit_limits"][service]["memory_high_bytes"]
-        result.update(environment=control["environment"], manager=manager, units=units,
-                      stop_order=list(units),
-                      gunicorn_port=parse_bind((control["service_settings"] or {}).get(
-                          "gunicorn_bind", DEFAULT_SETTINGS["gunicorn_bind"]))[1])
-    except (SizingError, ServiceError) as exc:
-        module.fail_json(msg="stackfit_sizing: %s%s" % (exc, where_set(str(exc))))
+        found = params["variables"] and undeclared(params["variables"], read_declarations(params["declarations"]))
+        if found:
+            module.fail_json(msg="stackfit_sizing: %s" % found[0], unknown=found[1])
+        result = host_plan(params, time.time())
+    except PlanError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=False, ansible_facts={"stackfit_plan": result})
 
 

@@ -35,7 +35,7 @@ def test_smoke_run_writes_the_report_and_the_charts(tmp_path):
     for key in ("a", "b", "c", "d"):
         row = re.search(r"^\| \(%s\) [^|]+ \| (\d+) \| (yes|no) \| (\d+) \| \w+ \| ([\d.]+) \|" % key, report, re.M)
         assert row and float(row.group(4)) > 0, key
-    assert re.search(r"^\| 1 \| [\d.]+ \| \d+ \|$", report, re.M)  # plan.yml for 1 host
+    assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \|$", report, re.M)  # plan.yml for 1 host
     assert re.search(r"^\| 3 \| [\d.]+ \| \d+ \|$", report, re.M)  # ... and 3 hosts
     assert re.search(r"CPU [\d.]+ s .* peak RSS [\d.]+ MiB", report)
 

@@ -61,6 +61,10 @@ def test_the_tarball_is_named_and_versioned_from_galaxy_yml(installed):
         assert "plugins/module_utils/" + util.name in names
     for role in sorted(p.name for p in (ROOT / "roles").iterdir()):
         assert "roles/%s/tasks/main.yml" % role in names
+    # A collection's roles hold no plugins: the actions move to plugins/action/.
+    for action in sorted((ROOT / "roles").glob("*/action_plugins/*.py")):
+        assert "plugins/action/" + action.name in names
+    assert not [n for n in names if "/action_plugins" in n]
     assert {"meta/runtime.yml", "playbooks/site.yml", "plugins/vars/profiles.py", "group_vars/production.yml",
             "tests/sanity/ignore-2.19.txt", "CHANGELOG.md", "README.md"} <= names
 
@@ -72,7 +76,7 @@ def test_modules_import_their_module_utils_by_the_collections_name(installed):
         text = path.read_text()
         assert "ansible.module_utils.stackfit_" not in text, path.name
     sizing = (modules / "stackfit_sizing.py").read_text()
-    assert "from ansible_collections.stackfit.stackfit.plugins.module_utils.stackfit_sizing import" in sizing
+    assert "from ansible_collections.stackfit.stackfit.plugins.module_utils.stackfit_planner import" in sizing
     assert build.module_source("from ansible.module_utils.stackfit_units import x\n"
                                "from ansible.module_utils.basic import AnsibleModule\n") == (
         "from ansible_collections.stackfit.stackfit.plugins.module_utils.stackfit_units import x\n"

@@ -104,3 +104,54 @@ def test_a_monitor_interval_over_a_day_is_refused_naming_it():
     assert out.returncode != 0
     text = " ".join(out.stdout.split())
     assert "monitor_interval: 90000 is over 86400 seconds (a day)" in text, out.stdout
+
+
+def fleet(tmp_path, host_vars=""):
+    """Three hypothetical production web hosts; host_vars goes under b.example."""
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  children:\n    production:\n      hosts:\n        a.example:\n        b.example:%s\n"
+        "        c.example:\n    web:\n      hosts:\n        a.example:\n        b.example:\n        c.example:\n"
+        % (("\n          " + host_vars) if host_vars else ""))
+    (tmp_path / "group_vars").symlink_to(ROOT / "group_vars")
+    return str(tmp_path / "hosts.yml")
+
+
+def test_the_fleet_is_planned_in_one_step_each_host_with_its_own_variables(tmp_path):
+    out = playbook("playbooks/plan.yml", "-i", fleet(tmp_path, "stackfit_gunicorn_workers: 4"),
+                   "-e", "stackfit_assume_cpus=8", "-e", "stackfit_assume_memory=16gb")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("TASK [stackfit : Plan every host of the play]") == 1
+    assert re.findall(r"^ok: \[(\S+)\]", out.stdout.split("Plan every host of the play", 1)[1], re.M) == ["a.example"]
+    assert [value(out.stdout, h, "gunicorn_workers") for h in ("a.example", "b.example", "c.example")] == ["9", "4", "9"]
+
+
+def test_a_bad_value_on_one_host_of_the_fleet_names_that_host(tmp_path):
+    out = playbook("playbooks/plan.yml", "-i", fleet(tmp_path, "stackfit_gunicorn_workers: many"),
+                   "-e", "stackfit_assume_cpus=8", "-e", "stackfit_assume_memory=16gb")
+    assert out.returncode != 0
+    text = " ".join(out.stdout.split())
+    assert "1 of 3 hosts cannot be planned: b.example: stackfit_sizing: gunicorn_workers" in text
+    assert "many" in text and "stackfit_gunicorn_workers" in text
+
+
+def plans_of(output):
+    """Each host's plan text, by host."""
+    found = re.findall(r"^\s+(\S+\.example) \((.*?)(?=^\s+\S+\.example \(|^PLAY RECAP)", output, re.M | re.S)
+    return {host: re.sub(r" - \|-$", "", " ".join(text.split())) for host, text in found}  # YAML's list marks
+
+
+def test_the_fleet_planned_as_three_slices_is_the_fleet_planned_at_once(tmp_path):
+    """Job slicing (AWX, Automation Controller) runs a playbook on each slice of the hosts, as
+    --limit does: each slice's one planning step must plan its hosts as the whole run does."""
+    inventory = fleet(tmp_path, "stackfit_gunicorn_workers: 4")
+    assume = ("-e", "stackfit_assume_cpus=8", "-e", "stackfit_assume_memory=16gb")
+    whole = playbook("playbooks/plan.yml", "-i", inventory, *assume)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    sliced = {}
+    for limit in ("a.example", "b.example", "c.example"):
+        out = playbook("playbooks/plan.yml", "-i", inventory, "--limit", limit, *assume)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert list(plans_of(out.stdout)) == [limit]
+        sliced.update(plans_of(out.stdout))
+    assert sorted(plans_of(whole.stdout)) == ["a.example", "b.example", "c.example"]
+    assert sliced == plans_of(whole.stdout)

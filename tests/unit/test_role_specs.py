@@ -68,12 +68,20 @@ def _role_imports(node):
     return found
 
 
+# Entry points without a spec, each with its reason. stackfit's plan_hosts plans every host in one
+# step: its action checks each variable it reads against stackfit_sizing's argument spec itself,
+# where a role spec would cost a task per host (about 85 ms a host, the 1,000-host plan's budget).
+UNVALIDATED = {("stackfit", "plan_hosts")}
+
+
 def test_every_entry_point_the_playbooks_use_has_a_spec():
     """Ansible validates a role's variables only for an entry point its argument_specs names."""
     used = {found for path in sorted((ROOT / "playbooks").rglob("*.yml"))
             for found in _role_imports(yaml.safe_load(path.read_text()))}
     assert ("stackfit", "host") in used and ("lb", "toggle") in used
-    missing = sorted((role, entry) for role, entry in used if entry not in entry_points(role))
+    assert UNVALIDATED <= used, "stale exemptions: %s" % sorted(UNVALIDATED - used)
+    missing = sorted((role, entry) for role, entry in used
+                     if entry not in entry_points(role) and (role, entry) not in UNVALIDATED)
     assert not missing, "role entry points without a spec: %s" % missing
 
 

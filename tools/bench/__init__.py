@@ -15,7 +15,7 @@ charts. Everything runs in one go so that ratios between configurations hold on 
    what it saved here beside what the seed claimed;
 3. a gunicorn worker sweep 1..2xCPU+1 under the production plan's other settings;
 4. provisioning: site.yml's first run and a no-change re-run against a one-task playbook, and
-   plan.yml for 1, 10 and 100 hypothetical hosts;
+   plan.yml for 1, 100 and 1,000 hypothetical hosts, each beside a one-task playbook over them;
 5. the memory monitor: CPU time and peak RSS of one run;
 6. closed-loop sizing: the sample app and examples/heavyapp on their estimates, then measured
    (playbooks/measure.yml) and re-planned: planned, MemoryHigh, MemoryMax and peak per service.

@@ -69,7 +69,7 @@ def main(argv=None):
     dev_plan, prod_plan = plans(host)
     max_workers = int(2 * cpus + 1)
     opts.sweep = [1, 2] if opts.smoke else list(range(1, max_workers + 1))
-    opts.plan_hosts = [1, 3] if opts.smoke else [1, 10, 100]
+    opts.plan_hosts = [1, 3] if opts.smoke else [1, 100, 1000]
     results = {"machine": machine(host), "configs": {}, "sweep": {},
                "plans": {"development": dev_plan, "production": prod_plan,
                          "workers_per_cpu": prod_plan["gunicorn_workers_per_cpu"]},

@@ -9,6 +9,8 @@ out as a collection under OUT/collection/ansible_collections/stackfit/stackfit a
   plugins/modules/                         library/*.py, `ansible.module_utils.stackfit_*` imports
                                            rewritten to the collection's module_utils
   plugins/module_utils/                    module_utils/*.py (they import each other relatively)
+  plugins/action/                          roles/*/action_plugins/*.py (a collection's roles hold no
+                                           plugins of their own)
   roles/                                   roles/, symlinks replaced by the files they name
   playbooks/                               playbooks/ and site.yml (stackfit.stackfit.site)
   group_vars/                              the profiles, read by the stackfit.stackfit.profiles vars
@@ -62,6 +64,11 @@ def stage(dest):
         (dest / "plugins" / "modules" / path.name).write_text(module_source(path.read_text()))
     shutil.copytree(ROOT / "module_utils", dest / "plugins" / "module_utils", ignore=IGNORE)
     shutil.copytree(ROOT / "roles", dest / "roles", symlinks=False, ignore=IGNORE)
+    (dest / "plugins" / "action").mkdir()
+    for path in sorted(dest.glob("roles/*/action_plugins")):
+        for plugin in sorted(path.glob("*.py")):
+            plugin.rename(dest / "plugins" / "action" / plugin.name)
+        shutil.rmtree(path)
     shutil.copytree(ROOT / "playbooks", dest / "playbooks", ignore=IGNORE)
     (dest / "playbooks" / "site.yml").write_text(site_playbook((ROOT / "site.yml").read_text()))
     shutil.copytree(ROOT / "group_vars", dest / "group_vars")
