@@ -36,7 +36,7 @@ def test_smoke_run_writes_the_report_and_the_charts(tmp_path):
         row = re.search(r"^\| \(%s\) [^|]+ \| (\d+) \| (yes|no) \| (\d+) \| \w+ \| ([\d.]+) \|" % key, report, re.M)
         assert row and float(row.group(4)) > 0, key
     assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \|$", report, re.M)  # plan.yml for 1 host
-    assert re.search(r"^\| 3 \| [\d.]+ \| \d+ \|$", report, re.M)  # ... and 3 hosts
+    assert re.search(r"^\| 3 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \|$", report, re.M)  # ... and 3 hosts
     assert re.search(r"CPU [\d.]+ s .* peak RSS [\d.]+ MiB", report)
 
     for name in ("bench-memory.png", "bench-efficiency.png", "bench-sweep.png"):
