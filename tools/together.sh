@@ -29,10 +29,11 @@ for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 printf '\n== phases run together\n'
 for name in "${names[@]}"; do cat "$dir/$name" 2> /dev/null || echo "$name: no status"; done
 # What failed, again at the end (a CI log may keep only its tail): pytest's FAILED/ERROR lines,
-# the scenarios' times and failed tasks, each phase's last 40 such lines.
+# the scenarios' times and failed tasks (not an until loop's "FAILED - RETRYING"), each phase's
+# last 40 such lines.
 for name in "${names[@]}"; do
   summary=$(grep -E '^(\[m[0-9]\] )?(FAILED|ERROR|fatal:|scenario |setup |every scenario|CRITICAL)' \
-    "$dir/$name.log" 2> /dev/null | cut -c 1-300 | tail -n 40)
+    "$dir/$name.log" 2> /dev/null | grep -v 'FAILED - RETRYING' | cut -c 1-300 | tail -n 40)
   [[ -z $summary ]] || printf '\n== %s: what it reported\n%s\n' "$name" "$summary"
 done
 rm -rf "$dir"
