@@ -22,14 +22,33 @@ if [[ $EUID -ne 0 ]]; then
   exit 1
 fi
 
+unmount_below() { # dir: whatever is still mounted below it (a run killed halfway), deepest first
+  findmnt -rn -o TARGET | awk -v root="$1/" 'index($0, root) == 1' | sort -r |
+    while read -r target; do umount -l "$target" 2> /dev/null || true; done
+}
+
+# What a run killed before its cleanup could run (a CI stopped at its time limit) left behind: its
+# storage, mounts, and its networks' bridges, which keep their subnets (podman then refuses a
+# network on them: "subnet ... is already used on the host"). Such a directory's run is gone.
+for old in "${STACKFIT_FRESH_DIR:-/var/tmp}"/stackfit-podman.*; do
+  [[ -d $old ]] || continue
+  pid=$(cat "$old/pid" 2> /dev/null || true)
+  if [[ -n $pid ]] && kill -0 "$pid" 2> /dev/null; then continue; fi
+  echo "fresh: removing what a killed run left in $old"
+  for bridge in $(sed -n 's/.*"network_interface": *"\([^"]*\)".*/\1/p' "$old"/networks/*.json 2> /dev/null); do
+    ip link delete "$bridge" 2> /dev/null || true
+  done
+  unmount_below "$old"
+  rm -rf "$old"
+done
+
 root="$(mktemp -d "${STACKFIT_FRESH_DIR:-/var/tmp}/stackfit-podman.XXXXXX")"
+echo $$ > "$root/pid"
 cleanup() {
   local status=$?
   podman rm --all --force --time 0 > /dev/null 2>&1 || true
   podman rmi --all --force > /dev/null 2>&1 || true
-  # Whatever is still mounted below the throwaway storage (a run killed halfway), deepest first.
-  findmnt -rn -o TARGET | awk -v root="$root/" 'index($0, root) == 1' | sort -r |
-    while read -r target; do umount -l "$target" 2> /dev/null || true; done
+  unmount_below "$root"
   rm -rf "$root"
   echo "fresh: removed the throwaway podman storage $root"
   exit "$status"
