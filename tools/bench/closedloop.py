@@ -4,6 +4,7 @@ after playbooks/measure.yml and a re-plan (planned, MemoryHigh, MemoryMax, peak 
 from __future__ import annotations
 
 import json
+import os
 
 from .common import MIB, ROOT, log
 from .measure import memory
@@ -12,6 +13,7 @@ from .provision import playbook
 import stackfit_loadtest  # noqa: E402  (module_utils, on sys.path through .common)
 
 PLAN_JSON = "/etc/stackfit/plan.json"
+MEASUREMENTS = "/var/lib/stackfit/monitor/measurements.json"  # measure.yml's and the monitor's samples
 APPS = {
     "sample": {"extra": {"app_probe_paths": ["/healthz", "/api/work"]},
                "paths": ["/healthz", "/api/work"]},
@@ -50,13 +52,16 @@ def _numbers(plan, peaks):
     return out
 
 
-def measure_closed_loop(seconds, apps=tuple(APPS)):
-    """Each app from nothing: estimates -> load -> measure.yml -> re-plan -> load."""
+def measure_closed_loop(seconds, apps=tuple(APPS), fresh=True):
+    """Each app from nothing: estimates -> load -> measure.yml -> re-plan -> load. Without `fresh`
+    (the smoke run) the running dev stack is the start, and the samples are removed at the end
+    instead of the stack: tests/e2e/test_closed_loop.py runs the loop from nothing."""
     results = {}
     try:
         for name, spec in ((name, APPS[name]) for name in apps):
             log("closed loop: %s" % name)
-            playbook("playbooks/stop.yml", args=("-e", "stackfit_purge=true"))
+            if fresh:
+                playbook("playbooks/stop.yml", args=("-e", "stackfit_purge=true"))
             playbook("site.yml", extra=spec["extra"])
             before = _plan()
             peaks_before, load_before = _peaks(spec["paths"], seconds)
@@ -72,7 +77,10 @@ def measure_closed_loop(seconds, apps=tuple(APPS)):
                             if line.startswith(("gunicorn_", "celery_", "unit memory limits web"))],
             }
     finally:
-        playbook("playbooks/stop.yml", args=("-e", "stackfit_purge=true"))
+        if fresh:
+            playbook("playbooks/stop.yml", args=("-e", "stackfit_purge=true"))
+        elif os.path.exists(MEASUREMENTS):
+            os.remove(MEASUREMENTS)  # the plan from the estimates again, as before the loop
         playbook("site.yml")
     return results
 
