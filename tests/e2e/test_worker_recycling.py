@@ -79,15 +79,17 @@ def test_ten_recycles_under_load_with_cover_fail_no_request():
     assert recycles >= 10 and load.ok > 0 and load.failed == 0, load.errors
 
 
-def worker_pss():
-    """{pid: PSS bytes} of Gunicorn's workers now (smaps_rollup; a worker gone meanwhile is left out)."""
+def worker_memory():
+    """{pid: (PSS, Private_Clean + Private_Dirty) bytes} of Gunicorn's workers now (smaps_rollup;
+    a worker gone meanwhile is left out)."""
     sizes = {}
     for child in master_children():
         try:
             with open("/proc/%s/smaps_rollup" % child, "rb") as handle:
-                sizes[child] = next(int(line.split()[1]) * 1024 for line in handle
-                                    if line.startswith(b"Pss:"))
-        except (OSError, StopIteration):
+                fields = dict(line.split()[:2] for line in handle if line.endswith(b" kB\n"))
+            sizes[child] = (int(fields[b"Pss:"]) * 1024,
+                            (int(fields[b"Private_Clean:"]) + int(fields[b"Private_Dirty:"])) * 1024)
+        except (OSError, KeyError):
             pass
     return sizes
 
@@ -97,27 +99,31 @@ def test_a_recycled_worker_leaves_without_copying_the_masters_pages():
     teardown at exit writes to every object and copied those pages: measured on the sample app, a
     recycling worker went from 20 MiB to 28-35 MiB just before it exited, several at once, and
     the unit's peak came out 30 % above its steady total. gunicorn.conf.py's worker_exit leaves
-    without the teardown: no worker passes its steady size by more than a fifth."""
+    without the teardown: no worker's own pages (Private_Clean + Private_Dirty: what it copied or
+    made) pass their median by more than a fifth of a worker's median PSS.
+    PSS is not the measure: a worker's share of the master's pages grows whenever a sibling exits
+    (one sharer fewer), and under CPU contention that alone put a worker 29 % above the median PSS
+    (CI, 2026-12-07: 25.6 against 19.9 MiB)."""
     playbook("site.yml", "-e", "stackfit_gunicorn_max_requests=100")
     assert plan()["gunicorn_preload"] and plan()["gunicorn_workers"] >= 2
     before, offset = booted(), os.path.getsize(ERROR_LOG)
-    steady, peaks = [], {}
+    pss, own = [], []
     with Load(90) as load:
         deadline = time.monotonic() + 80
         while booted() - before < 15 and time.monotonic() < deadline:
-            sizes = worker_pss()
-            steady.extend(sizes.values())
-            for child, size in sizes.items():
-                peaks[child] = max(size, peaks.get(child, 0))
+            for size, private in worker_memory().values():
+                pss.append(size)
+                own.append(private)
             time.sleep(0.02)
     recycles = booted() - before
-    median = sorted(steady)[len(steady) // 2]
-    top = max(peaks.values())
-    measured("%d recycles under load: a worker's median PSS %.1f MiB, the highest any worker reached "
-             "%.1f MiB (%.2fx); %d requests ok, %d failed" % (
-                 recycles, median / 2**20, top / 2**20, top / median, load.ok, load.failed))
+    median_pss, median_own = sorted(pss)[len(pss) // 2], sorted(own)[len(own) // 2]
+    top_own = max(own)
+    measured("%d recycles under load: a worker's median PSS %.1f MiB (highest %.1f), its own pages "
+             "median %.1f MiB, highest %.1f (+%.1f); %d requests ok, %d failed" % (
+                 recycles, median_pss / 2**20, max(pss) / 2**20, median_own / 2**20,
+                 top_own / 2**20, (top_own - median_own) / 2**20, load.ok, load.failed))
     assert recycles >= 15 and load.failed == 0, (recycles, load.errors)
-    assert top <= 1.2 * median, (top, median)
+    assert top_own - median_own <= 0.2 * median_pss, (top_own, median_own, median_pss)
     with open(ERROR_LOG, encoding="utf-8", errors="replace") as handle:
         handle.seek(offset)
         assert "exited with code" not in handle.read()  # Gunicorn logs a worker's exit code but 0
