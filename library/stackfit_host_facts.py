@@ -30,6 +30,17 @@ options:
     type: list
     elements: str
     default: []
+  users:
+    description: Accounts to look up; C(users) returns each one's uid, gid, home and shell, or
+      null when there is none (roles skip the user module when it already is as they want).
+    type: list
+    elements: str
+    default: []
+  groups:
+    description: Groups to look up; C(groups) returns each one's gid, or null when there is none.
+    type: list
+    elements: str
+    default: []
   state_files:
     description:
       - JSON files of stackfit's own state to read in the same round trip, name to path (the plan
@@ -71,8 +82,8 @@ ansible_facts:
     stackfit_host:
       description: cpus, cpu_count, memory_bytes, memory_total_bytes, memory_available_bytes,
         swap_total_bytes, cgroup_version, cpu_quota, memory_limit_bytes, service_manager,
-        nr_open (C(/proc/sys/fs/nr_open), null where there is none), packages_missing, state
-        (the O(state_files), parsed).
+        nr_open (C(/proc/sys/fs/nr_open), null where there is none), packages_missing, users and
+        groups (the O(users) and O(groups) looked up), state (the O(state_files), parsed).
       type: dict
       sample:
         cpus: 1.5
@@ -91,13 +102,15 @@ ansible_facts:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stackfit_hostinfo import host_facts, missing_packages
+from ansible.module_utils.stackfit_hostinfo import accounts, host_facts, missing_packages
 
 
 ARGUMENT_SPEC = dict(
     proc_root=dict(type="path", default="/proc"),
     cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
     packages=dict(type="list", elements="str", default=[]),
+    users=dict(type="list", elements="str", default=[]),
+    groups=dict(type="list", elements="str", default=[]),
     state_files=dict(type="dict", default={}),
 )
 
@@ -118,6 +131,7 @@ def main():
     except (OSError, ValueError) as exc:
         module.fail_json(msg="stackfit_host_facts: %s" % exc)
     facts["packages_missing"] = missing_packages(module.params["packages"])
+    facts["users"], facts["groups"] = accounts(module.params["users"], module.params["groups"])
     facts["state"] = {name: read_json(path) for name, path in module.params["state_files"].items()}
     module.exit_json(changed=False, ansible_facts={"stackfit_host": facts})
 

@@ -280,6 +280,27 @@ def missing_packages(names, dpkg_query="dpkg-query"):
     return [name for name in names if name not in installed]
 
 
+def accounts(users, groups):
+    """({user: {uid, gid, home, shell} or None}, {group: gid or None}) as this host has them, so
+    that roles skip the user and group modules when the accounts already are as they want."""
+    import grp
+    import pwd
+    found_users, found_groups = {}, {}
+    for name in users:
+        try:
+            entry = pwd.getpwnam(name)
+            found_users[name] = {"uid": entry.pw_uid, "gid": entry.pw_gid, "home": entry.pw_dir,
+                                 "shell": entry.pw_shell}
+        except KeyError:
+            found_users[name] = None
+    for name in groups:
+        try:
+            found_groups[name] = grp.getgrnam(name).gr_gid
+        except KeyError:
+            found_groups[name] = None
+    return found_users, found_groups
+
+
 def service_manager(proc_root="/proc"):
     return "systemd" if _read_lenient(os.path.join(proc_root, "1", "comm")) == "systemd" else "none"
 

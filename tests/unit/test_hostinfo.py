@@ -155,3 +155,10 @@ def test_this_host():
     assert facts["cpus"] <= len(os.sched_getaffinity(0))
     assert 0 < facts["memory_bytes"] <= facts["memory_total_bytes"]
     assert facts["service_manager"] in ("systemd", "none")
+
+
+def test_accounts_reports_what_exists_and_none_for_what_does_not():
+    users, groups = hi.accounts(["root", "no-such-user-here"], ["root", "no-such-group-here"])
+    assert users["root"]["uid"] == 0 and users["root"]["gid"] == 0 and users["root"]["home"]
+    assert users["no-such-user-here"] is None
+    assert groups == {"root": 0, "no-such-group-here": None}
