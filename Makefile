@@ -56,8 +56,8 @@ integration: venv deps
 	$(BIN)/pytest -q tests/integration
 
 # Molecule scenarios (podman, real systemd); each prints its phases' times.
-# fresh.sh's two streams take every other one (make test's: rollout, closedloop | production; on
-# 2026-12-07 beside pytest: rollout 2,252 s, scripts 1,132, production 913, realapp 843).
+# fresh.sh's two streams take every other one (make test's: rollout, closedloop | production,
+# default; in CI on 2026-12-07 beside pytest: rollout 2,258 s, production 1,786, closedloop 305).
 SCENARIOS ?= rollout production closedloop default realapp scripts
 
 molecule-setup:
@@ -81,12 +81,12 @@ pytest: venv deps
 	echo "pytest: $$(( $$(date +%s) - start )) s"
 
 # What `make test` leaves out to stay inside CI's 90 minutes on 2 shared cores (on 2026-12-07 the
-# whole set was on course for far more there), each covered elsewhere in `make test`: the default
-# scenario (systemd: production and rollout), scripts (no systemd: the e2e tests on this machine),
-# realapp (ihatemoney: tests/e2e/test_real_apps.py), the e2e closed loop (the closedloop scenario,
-# about 20 minutes) and the bench harness's smoke run (about 25 minutes). `make test-rest` runs them.
-TEST_SCENARIOS ?= rollout production closedloop
-REST_SCENARIOS := default scripts realapp
+# whole set was on course for far more there), each covered elsewhere in `make test`: scripts (no
+# systemd: the e2e tests on this machine), realapp (ihatemoney: tests/e2e/test_real_apps.py), the
+# e2e closed loop (the closedloop scenario, about 20 minutes) and the bench harness's smoke run
+# (about 25 minutes). `make test-rest` runs them.
+TEST_SCENARIOS ?= rollout production closedloop default
+REST_SCENARIOS := scripts realapp
 BENCH_SMOKE := tests/bench/test_bench_smoke.py::test_smoke_run_writes_the_report_and_the_charts
 E2E_LOOP := tests/e2e/test_closed_loop.py
 test-rest: venv deps
