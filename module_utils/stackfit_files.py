@@ -212,7 +212,7 @@ def apply(item, changes, now):
         os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
         return
     if {change[0] for change in changes} & {"state", "content"}:
-        default = now["mode"] if now else 0o644
+        default = now["mode"] if now and now["kind"] == "file" else 0o644
         write_file(path, item["content"].encode("utf-8"), default if mode is None else mode, uid, gid)
         return
     if mode is not None:

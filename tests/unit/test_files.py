@@ -209,3 +209,9 @@ def test_any_second_run_changes_nothing(tmp_path_factory, specs):
     converge(wanted, False, False)
     assert converge(wanted, False, False) == ([], [])
     assert converge(wanted, True, True) == ([], [])
+
+
+def test_a_file_without_mode_that_replaces_a_link_gets_0644_not_the_links_mode(tmp_path):
+    os.symlink("elsewhere", tmp_path / "conf")
+    converge([{"path": str(tmp_path / "conf"), "content": "x\n"}], False, False)
+    assert stat.S_IMODE(os.lstat(tmp_path / "conf").st_mode) == 0o644
